@@ -1,0 +1,261 @@
+"""Experiment spec: load YAML, apply `--set` overrides, validate, resolve.
+
+Every validation error names the field (dotted path) and the problem, e.g.
+``param_space.lr: low (0.1) must be < high (0.01)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from toolkit.space import SearchSpace, SpaceError, parse_space
+
+SEARCHERS = ("random", "tpe", "gp")
+SCHEDULERS = ("fifo", "asha")
+DEFAULT_STORAGE = "./tunekit-results"
+
+
+class SpecError(ValueError):
+    """The experiment spec is invalid; `problems` lists (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None) -> None:
+        self.problems = problems
+        head = f"invalid experiment spec{f' {source}' if source else ''}:"
+        super().__init__("\n".join([head] + [f"  {f}: {m}" if f else f"  {m}" for f, m in problems]))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearcherSpec(_Strict):
+    """`searcher: tpe` or `searcher: {type: tpe, n_startup_trials: 10, ...}`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["random", "tpe", "gp"] = "random"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SchedulerSpec(_Strict):
+    """`scheduler: asha` or `scheduler: {type: asha, grace_period: 1, reduction_factor: 3}`."""
+
+    type: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    brackets: int = Field(1, ge=1)
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, ge=0)
+    gpu: float = Field(0.0, ge=0)
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_or_fraction(cls, v: float) -> float:
+        # Ray packs fractional GPUs onto one device; above 1 it needs whole devices.
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"gpu above 1 must be a whole number of devices, got {v}")
+        return v
+
+
+class Stop(_Strict):
+    max_iterations: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_stop(self) -> "Stop":
+        if self.max_iterations is None and self.time_budget_s is None:
+            raise ValueError("give max_iterations and/or time_budget_s")
+        return self
+
+
+class LocalRay(_Strict):
+    """Resources the embedded local Ray advertises (logical GPUs allowed for packing tests)."""
+
+    num_cpus: int | None = Field(None, ge=1)
+    num_gpus: float | None = Field(None, ge=0)
+
+
+class ExperimentSpec(_Strict):
+    name: str
+    trainable: str
+    metric: str
+    mode: Literal["min", "max"]
+    param_space: dict[str, Any]
+    searcher: SearcherSpec = SearcherSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    resources_per_trial: Resources = Resources()
+    stop: Stop
+    seed: int = 0
+    storage: str = DEFAULT_STORAGE
+    local_ray: LocalRay = LocalRay()
+    description: str = ""
+    _given: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def given(self) -> dict:
+        """The spec as written (after `--set` overrides), before defaults were filled in."""
+        return copy.deepcopy(self._given)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_segment(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("must start with a letter or digit and use only letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("trainable")
+    @classmethod
+    def _import_path(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError(f"must be an import path like 'trainables.digits:DigitsCNN', got {v!r}")
+        return v
+
+    @field_validator("searcher", mode="before")
+    @classmethod
+    def _searcher_shorthand(cls, v: Any) -> Any:
+        return {"type": v} if isinstance(v, str) else v
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_shorthand(cls, v: Any) -> Any:
+        return {"type": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _asha_needs_a_horizon(self) -> "ExperimentSpec":
+        if self.scheduler.type == "asha" and self.stop.max_iterations is None:
+            raise ValueError("scheduler asha needs stop.max_iterations (its max_t)")
+        return self
+
+    # ------------------------------------------------------------------ resolution
+    def search_space(self) -> SearchSpace:
+        """The typed space; the experiment seed is passed to every trial as `config['seed']`."""
+        definition = dict(self.param_space)
+        definition.setdefault("seed", self.seed)
+        return parse_space(definition)
+
+    def trainable_class(self) -> type:
+        return import_trainable(self.trainable)
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every default filled in (what actually runs)."""
+        out = self.model_dump(mode="json")
+        out["searcher"] = {"type": self.searcher.type, **self.searcher.options}
+        return out
+
+
+def import_trainable(path: str) -> type:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any import failure is a spec problem to report
+        raise SpecError([("trainable", f"cannot import module {module_name!r}: {type(e).__name__}: {e}")]) from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise SpecError([("trainable", f"module {module_name!r} has no attribute {attr!r}")]) from None
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part in ("searcher", "scheduler"):
+            child = {"type": child}  # allow --set scheduler.grace_period=2 on a shorthand
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
+            raise SpecError([(dotted, f"cannot set a field inside {part!r}, which is {child!r}")])
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: list[str] | None) -> dict:
+    """Apply `FIELD=VALUE` overrides (dotted paths; VALUE parsed as YAML) to a raw spec."""
+    out = copy.deepcopy(dict(raw))
+    for item in overrides or []:
+        field, eq, text = item.partition("=")
+        if not eq or not field.strip():
+            raise SpecError([("--set", f"expected FIELD=VALUE, got {item!r}")])
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise SpecError([(field, f"cannot parse value {text!r}: {e}")]) from None
+        _set_dotted(out, field.strip(), value)
+    return out
+
+
+def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        problems.append((loc, msg))
+    return problems
+
+
+def validate_spec(raw: Any, source: str | None = None, check_trainable: bool = True) -> ExperimentSpec:
+    """Validate a raw spec mapping; raises `SpecError` listing every problem found."""
+    if not isinstance(raw, Mapping):
+        raise SpecError([("", f"spec must be a mapping, got {type(raw).__name__}")], source)
+    try:
+        spec = ExperimentSpec.model_validate(dict(raw))
+    except ValidationError as e:
+        raise SpecError(_pydantic_problems(e), source) from None
+    spec._given = copy.deepcopy(dict(raw))
+    problems: list[tuple[str, str]] = []
+    try:
+        spec.search_space()
+    except SpaceError as e:
+        problems.append((e.where, e.problem))
+    if check_trainable:
+        try:
+            cls = spec.trainable_class()
+            declared = getattr(cls, "METRICS", None)
+            if declared is not None and spec.metric not in declared:
+                problems.append(("metric", f"{spec.trainable} never reports {spec.metric!r}; it reports: "
+                                           f"{', '.join(declared)}"))
+        except SpecError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise SpecError(problems, source)
+    return spec
+
+
+def load_raw(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SpecError([("", f"cannot read {p}: {e.strerror or e}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError([("", f"{p} is not valid YAML: {e}")]) from None
+    if not isinstance(raw, dict):
+        raise SpecError([("", f"{p} must hold a mapping of spec fields")])
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, check_trainable: bool = True) -> ExperimentSpec:
+    """Read a YAML spec, apply `--set` overrides, and validate it."""
+    raw = apply_overrides(load_raw(path), overrides)
+    return validate_spec(raw, source=str(path), check_trainable=check_trainable)
