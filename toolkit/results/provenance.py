@@ -1,0 +1,165 @@
+"""What a run depended on: code, interpreter, machine, cluster and installed packages.
+
+Captured with the standard library only (no torch import: if torch is already loaded its
+CUDA view is added, otherwise ``nvidia-smi`` supplies GPU models and the driver).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import os
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+KEY_PACKAGES = ("tunekit", "ray", "torch", "numpy", "pandas", "hyperopt", "pyarrow",
+                "scipy", "scikit-learn", "optuna")
+# Variables that change numerics or parallelism and so belong to the environment.
+ENV_VARS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED",
+            "CUBLAS_WORKSPACE_CONFIG", "TUNEKIT_STORAGE")
+
+
+def _run(cmd: list[str], cwd: str | Path | None = None, timeout: float = 10) -> str | None:
+    try:
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=timeout, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.decode(errors="replace")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpus() -> dict[str, Any]:
+    info: dict[str, Any] = {"devices": [], "driver": None}
+    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                "--format=csv,noheader"])
+    if out:
+        for line in out.strip().splitlines():
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) >= 3:
+                info["devices"].append({"name": parts[0], "memory": parts[2]})
+                info["driver"] = parts[1]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            info["torch_cuda"] = torch.version.cuda
+            if torch.cuda.is_available():
+                info["torch_devices"] = [torch.cuda.get_device_name(i)
+                                         for i in range(torch.cuda.device_count())]
+            info["torch_num_threads"] = torch.get_num_threads()
+        except Exception:  # a broken CUDA install must not stop the record
+            pass
+    return info
+
+
+def _ray() -> dict[str, Any] | None:
+    ray = sys.modules.get("ray")
+    try:
+        if ray is None or not ray.is_initialized():
+            return None
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        return {"nodes": len(nodes), "resources": {k: v for k, v in ray.cluster_resources().items()
+                                                    if not k.startswith("node:")}}
+    except Exception:
+        return None
+
+
+def git_info(path: str | Path | None = None) -> dict[str, Any] | None:
+    """Commit, dirty flag and a hash of the uncommitted diff of the repo holding ``path``."""
+    path = Path(path or os.getcwd())
+    top = _run(["git", "rev-parse", "--show-toplevel"], cwd=path)
+    if not top:
+        return None
+    top = top.strip()
+    commit = (_run(["git", "rev-parse", "HEAD"], cwd=top) or "").strip() or None
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=top) or ""
+    untracked = _run(["git", "ls-files", "--others", "--exclude-standard"], cwd=top) or ""
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=top, capture_output=True).stdout \
+        if commit else b""
+    branch = (_run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=top) or "").strip() or None
+    return {"root": top, "commit": commit, "branch": branch, "dirty": bool(status.strip()),
+            "diff_sha256": hashlib.sha256(diff).hexdigest() if diff else None,
+            "untracked_files": len(untracked.split()) if untracked.strip() else 0}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def frozen_packages() -> list[str]:
+    seen = {}
+    for d in md.distributions():
+        name = d.metadata["Name"]
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={d.version}"
+    return sorted(seen.values(), key=str.lower)
+
+
+def collect_environment() -> dict[str, Any]:
+    """Everything about the current environment that a record keeps for reproduction."""
+    git = git_info()
+    if git is None:  # not run from a checkout: describe the tunekit source tree instead
+        git = git_info(Path(__file__).resolve().parent)
+    return {
+        "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "python": {"version": platform.python_version(),
+                   "implementation": platform.python_implementation(),
+                   "executable": sys.executable},
+        "os": {"platform": platform.platform(), "system": platform.system(),
+               "release": platform.release(), "machine": platform.machine()},
+        "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
+        "gpus": _gpus(),
+        "ray_cluster": _ray(),
+        "git": git,
+        "versions": {p: _version(p) for p in KEY_PACKAGES},
+        "env_vars": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+        "packages": frozen_packages(),
+    }
+
+
+# --------------------------------------------------------------------------- differences
+_INFORMATIONAL = {"captured_at"}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def diff_environments(a: dict | None, b: dict | None) -> list[tuple[str, Any, Any]]:
+    """``(field, a value, b value)`` for every environment field that differs; the package
+    list is compared by name so that the report says which packages changed."""
+    a, b = a or {}, b or {}
+    out: list[tuple[str, Any, Any]] = []
+    fa = _flatten({k: v for k, v in a.items() if k not in _INFORMATIONAL | {"packages"}})
+    fb = _flatten({k: v for k, v in b.items() if k not in _INFORMATIONAL | {"packages"}})
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key) != fb.get(key):
+            out.append((key, fa.get(key), fb.get(key)))
+    pa_ = dict(p.split("==", 1) for p in a.get("packages") or [] if "==" in p)
+    pb_ = dict(p.split("==", 1) for p in b.get("packages") or [] if "==" in p)
+    for name in sorted(set(pa_) | set(pb_), key=str.lower):
+        if pa_.get(name) != pb_.get(name):
+            out.append((f"packages.{name}", pa_.get(name), pb_.get(name)))
+    return out

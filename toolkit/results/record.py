@@ -1,0 +1,273 @@
+"""Loading records: `load` verifies every byte against the manifest before trusting it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from toolkit.results import store
+from toolkit.results.refs import Ref, default_root, parse_ref
+from toolkit.results.store import IncompleteRecordError, IntegrityError, RecordError, RecordNotFound
+from toolkit.results.tables import read_table_bytes, to_frame
+
+_REQUIRED = {"format": str, "name": str, "version": int, "status": str, "files": dict,
+             "tables": dict, "manifest_sha256": str}
+
+
+@dataclass
+class Record:
+    """One loaded version: manifest, trials (one row per trial, flattened ``config.*``
+    columns plus ``config_json``) and metrics (long: trial_id, training_iteration, metrics)."""
+
+    path: Path
+    manifest: dict
+    trials: pd.DataFrame
+    metrics: pd.DataFrame
+    suggestions: pd.DataFrame | None = None
+    complete: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name") or self.path.parent.name
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest.get("version") or self.path.name.lstrip("v"))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status"))
+
+    @property
+    def metric(self) -> str | None:
+        return self.manifest.get("metric")
+
+    @property
+    def mode(self) -> str:
+        return self.manifest.get("mode") or "min"
+
+    @property
+    def environment(self) -> dict:
+        return self.manifest.get("environment") or {}
+
+    def config(self, trial_id: str) -> dict:
+        """The nested config the trial ran with."""
+        row = self.trials.loc[self.trials["trial_id"] == str(trial_id)]
+        if row.empty:
+            raise KeyError(f"no trial {trial_id!r} in {self.ref}")
+        return json.loads(row["config_json"].iloc[0])
+
+    # Analysis helpers live in analysis.py; these are thin conveniences.
+    def best(self, k: int = 1, scope: str = "last") -> pd.DataFrame:
+        from toolkit.results.analysis import best
+        return best(self, k=k, scope=scope)
+
+    def best_so_far(self, by: str = "trials", scope: str = "last") -> pd.DataFrame:
+        from toolkit.results.analysis import best_so_far
+        return best_so_far(self, by=by, scope=scope)
+
+    def param_columns(self) -> list[str]:
+        from toolkit.results.analysis import param_columns
+        return param_columns(self.trials)
+
+    def param_summary(self, scope: str = "last") -> pd.DataFrame:
+        from toolkit.results.analysis import param_summary
+        return param_summary(self, scope=scope)
+
+    def importance(self, scope: str = "last", seed: int = 0) -> pd.DataFrame:
+        from toolkit.results.analysis import importance
+        return importance(self, scope=scope, seed=seed)
+
+    def __repr__(self) -> str:
+        flag = "" if self.complete else " INCOMPLETE"
+        return f"<Record {self.ref} status={self.status}{flag} trials={len(self.trials)} at {self.path}>"
+
+
+class RecordInfo(NamedTuple):
+    name: str
+    version: int
+    status: str
+    n_trials: int | None
+    best: float | None
+    created: str | None
+
+
+# --------------------------------------------------------------------------- reading
+def _read_json(path: Path) -> dict:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(f"{path}: file is missing", path) from None
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{path}: malformed JSON ({e}); the file is truncated or corrupt", path) from None
+    if not isinstance(obj, dict):
+        raise IntegrityError(f"{path}: expected a JSON object", path)
+    return obj
+
+
+def _read_verified(path: Path, sha256: str | None, size: int | None = None) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(f"{path}: file listed in the manifest is missing", path) from None
+    if size is not None and len(data) != size:
+        raise IntegrityError(
+            f"{path}: size {len(data)} bytes, manifest says {size}: the file is truncated or altered", path)
+    if sha256 is not None and store.sha256_bytes(data) != sha256:
+        raise IntegrityError(f"{path}: sha256 does not match the manifest: the file was altered", path)
+    return data
+
+
+def _frame(path: Path, data: bytes, json_columns) -> pd.DataFrame:
+    try:
+        return to_frame(read_table_bytes(data), json_columns or ())
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise IntegrityError(f"{path}: not a readable Parquet file ({e})", path) from None
+
+
+def _check_manifest(path: Path, m: dict, verify: bool) -> None:
+    for key, typ in _REQUIRED.items():
+        if not isinstance(m.get(key), typ):
+            raise IntegrityError(f"{path}: malformed manifest, '{key}' missing or not a {typ.__name__}", path)
+    if m["format"] != store.FORMAT:
+        raise IntegrityError(f"{path}: not a tunekit record (format={m['format']!r})", path)
+    if m.get("format_version", 0) > store.FORMAT_VERSION:
+        raise RecordError(f"{path}: written by a newer tunekit (format_version {m['format_version']})", path)
+    for fname, meta in m["files"].items():
+        if (not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str)
+                or "/" in fname or fname.startswith(".")):
+            raise IntegrityError(f"{path}: malformed manifest entry for {fname!r}", path)
+    if verify and store.manifest_digest(m) != m["manifest_sha256"]:
+        raise IntegrityError(f"{path}: the manifest's own checksum does not match: it was edited", path)
+
+
+def _load_published(vdir: Path, verify: bool) -> Record:
+    mpath = vdir / store.MANIFEST
+    m = _read_json(mpath)
+    _check_manifest(mpath, m, verify)
+    frames: dict[str, pd.DataFrame] = {}
+    for kind, info in m["tables"].items():
+        fname = info.get("file") if isinstance(info, dict) else None
+        if fname not in m["files"]:
+            raise IntegrityError(f"{mpath}: table {kind!r} names a file without a checksum", mpath)
+    for fname, meta in m["files"].items():
+        p = vdir / fname
+        data = _read_verified(p, meta["sha256"] if verify else None, meta.get("bytes") if verify else None)
+        kind = fname.split(".")[0]
+        if fname.endswith(".parquet"):
+            frames[kind] = _frame(p, data, (m["tables"].get(kind) or {}).get("json_columns"))
+    for kind in ("trials", "metrics"):
+        if kind not in frames:
+            raise IntegrityError(f"{mpath}: manifest lists no {kind}.parquet", mpath)
+    return Record(vdir, m, frames["trials"], frames["metrics"], frames.get("suggestions"), complete=True)
+
+
+def _load_staging(vdir: Path, verify: bool) -> Record:
+    staging = vdir / store.STAGING
+    mpath = staging / store.MANIFEST
+    if not mpath.exists():
+        raise IntegrityError(f"{vdir}: neither a published manifest nor a staging manifest "
+                             "(the writer died while reserving the version)", vdir)
+    m = _read_json(mpath)
+    alive = store.writer_alive(m.get("writer"))
+    m["status"] = "running" if alive else "incomplete"
+    parts: dict[str, list[pd.DataFrame]] = {"trials": [], "metrics": [], "suggestions": []}
+    for entry in store.read_journal(staging):
+        jc = entry.get("json_columns") or {}
+        for fname, sha in entry["files"].items():
+            p = staging / fname
+            kind = fname.split(".")[-2]
+            data = _read_verified(p, sha if verify else None)
+            parts.setdefault(kind, []).append(_frame(p, data, jc.get(kind)))
+    trials = pd.concat(parts["trials"], ignore_index=True) if parts["trials"] else pd.DataFrame(
+        {"trial_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
+    metrics = pd.concat(parts["metrics"], ignore_index=True) if parts["metrics"] else pd.DataFrame(
+        {"trial_id": pd.Series(dtype=str), "training_iteration": pd.Series(dtype="int64")})
+    sugg = pd.concat(parts["suggestions"], ignore_index=True) if parts["suggestions"] else None
+    note = (f"{m.get('name')}@v{m.get('version')} is INCOMPLETE: "
+            + ("its writer is still running" if alive else "its writer stopped before publishing")
+            + f"; {len(trials)} flushed trial(s) shown")
+    return Record(vdir, m, trials, metrics, sugg, complete=False, notes=[note])
+
+
+def resolve(ref: str | Ref, root: str | os.PathLike | None = None, *,
+            allow_incomplete: bool = False) -> Path:
+    """The version folder a reference points to."""
+    root = default_root(root)
+    r = parse_ref(ref) if isinstance(ref, str) else ref
+    avail = store.versions(root, r.name)
+    if not avail:
+        raise RecordNotFound(f"no record named {r.name!r} under {root}", store.record_dir(root, r.name))
+    if r.version is None:
+        for v in reversed(avail):
+            vdir = store.version_dir(root, r.name, v)
+            if allow_incomplete or store.is_published(vdir):
+                return vdir
+        raise IncompleteRecordError(
+            f"{r.name!r} under {root} has no complete version (v{', v'.join(map(str, avail))} "
+            "are incomplete); load one explicitly with allow_incomplete=True", store.record_dir(root, r.name))
+    vdir = store.version_dir(root, r.name, r.version)
+    if r.version not in avail:
+        raise RecordNotFound(f"{r} not found under {root} (versions: {avail})", vdir)
+    if not store.is_published(vdir) and not allow_incomplete:
+        raise IncompleteRecordError(
+            f"{r} at {vdir} is incomplete (never published: still running or its writer died); "
+            "pass allow_incomplete=True to read the trials it flushed", vdir)
+    return vdir
+
+
+def load(ref: str | os.PathLike, root: str | os.PathLike | None = None, *,
+         allow_incomplete: bool = False, verify: bool = True) -> Record:
+    """Load ``"name"`` (latest complete version) or ``"name@vN"`` from ``root``.
+
+    Every file is checked against the sha256 in the manifest; a mismatch, truncation or
+    malformed manifest raises `IntegrityError` naming the file. Incomplete versions are
+    refused unless ``allow_incomplete`` (the Record then has ``complete=False``).
+    ``ref`` may also be a version folder path."""
+    if isinstance(ref, os.PathLike) or (isinstance(ref, str) and os.sep in ref and Path(ref).is_dir()):
+        vdir = Path(ref)
+        if not store.is_published(vdir) and not allow_incomplete:
+            raise IncompleteRecordError(f"{vdir} is not a published record version", vdir)
+    else:
+        vdir = resolve(ref, root, allow_incomplete=allow_incomplete)
+    if store.is_published(vdir):
+        return _load_published(vdir, verify)
+    return _load_staging(vdir, verify)
+
+
+def list_records(root: str | os.PathLike | None = None) -> list[RecordInfo]:
+    """Every version under ``root`` (complete or not), reading manifests only."""
+    root = default_root(root)
+    rows = []
+    for name in store.names(root):
+        for v in store.versions(root, name):
+            vdir = store.version_dir(root, name, v)
+            try:
+                if store.is_published(vdir):
+                    m = _read_json(vdir / store.MANIFEST)
+                    summ = m.get("summary") or {}
+                    rows.append(RecordInfo(name, v, str(m.get("status")), m.get("n_trials"),
+                                           summ.get("best_final_metric"), m.get("started_at")))
+                else:
+                    staging = vdir / store.STAGING
+                    m = _read_json(staging / store.MANIFEST) if (staging / store.MANIFEST).exists() else {}
+                    journal = store.read_journal(staging)
+                    alive = store.writer_alive(m.get("writer"))
+                    rows.append(RecordInfo(name, v, "running" if alive else "incomplete",
+                                           journal[-1].get("n_trials", 0) if journal else 0,
+                                           None, m.get("started_at")))
+            except IntegrityError:
+                rows.append(RecordInfo(name, v, "corrupt", None, None, None))
+    return rows
