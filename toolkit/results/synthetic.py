@@ -66,4 +66,4 @@ def manifest(name: str = "synthetic", seed: int = 0, environment: dict | None = 
             "scheduler": {"type": "asha", "settings": {"grace_period": 1, "reduction_factor": 4}},
             "trainable": spec["trainable"], "metric": "val_loss", "mode": "min",
             "data": {"fingerprint": "sha256:synthetic", "description": "synthetic loss surface"},
-            "environment": environment or {}, "started_at": None}
+            "environment": environment or {}}

@@ -50,7 +50,8 @@ class RecordWriter:
         self.root = default_root(root)
         self.name = check_name(name)
         self._base = store.jsonable(dict(manifest))
-        self._base.setdefault("started_at", _now_iso())
+        if not self._base.get("started_at"):
+            self._base["started_at"] = _now_iso()
         self._t0 = _parse_iso(self._base["started_at"]) or time.time()
         self.version, self.path = store.reserve_version(self.root, self.name)
         self._staging = self.path / store.STAGING
