@@ -44,6 +44,12 @@ def as_space(space: Any) -> SearchSpace:
     if isinstance(space, SearchSpace):
         return space
     if isinstance(space, Mapping):
+        from toolkit.space.hyperopt import is_hyperopt_space
+
+        if is_hyperopt_space(space):  # a dict of hp expressions
+            from toolkit.space.hyperopt import from_hyperopt
+
+            return from_hyperopt(space)
         from toolkit.space.ray import from_ray
 
         return from_ray(space)

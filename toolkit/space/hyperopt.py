@@ -131,6 +131,21 @@ def _from_node(node: Any, where: str) -> Any:
     return dist
 
 
+def is_hyperopt_space(node: Any) -> bool:
+    """Whether a (nested) structure holds hyperopt pyll nodes (hp expressions)."""
+    try:
+        from hyperopt.pyll.base import Apply
+    except ImportError:  # pragma: no cover - hyperopt is a dependency
+        return False
+    if isinstance(node, Apply):
+        return True
+    if isinstance(node, Mapping):
+        return any(is_hyperopt_space(v) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return any(is_hyperopt_space(v) for v in node)
+    return False
+
+
 def from_hyperopt(hp_space: Any) -> SearchSpace:
     """A `SearchSpace` from a hyperopt space (a dict of hp expressions, or an hp dict node)."""
     try:

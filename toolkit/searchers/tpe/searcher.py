@@ -1,0 +1,234 @@
+"""`TPESearcher`: Tree-structured Parzen Estimator search on tunekit's typed space.
+
+The algorithm (Bergstra et al., 2011), with what hyperopt, Optuna and BOHB learned since:
+- start-up: the first `n_startup` suggestions come from a scrambled Sobol design (points
+  spread over the space instead of clumping, as random start-ups do at small budgets);
+- split: the best gamma(n) finished trials are "good" (Optuna's 10%, capped at 25, by
+  default; hyperopt's 0.25 sqrt(n) as an option); failed trials and trials still running
+  count as "bad": a region that crashes should not attract more trials, and a running trial's
+  neighbourhood should not get the next suggestion either (Optuna's "constant liar");
+- estimators: truncated Gaussian kernels in the internal (log) scale with a prior component,
+  hyperopt's neighbour-distance bandwidth with Optuna's magic clip, bin masses for discrete
+  values, smoothed categorical kernels; hyperopt's linear forgetting of old observations;
+- groups: parameters that are active together (same conditional parent) are modelled jointly
+  (multivariate, as in BOHB and Optuna >= 4), each group only from the trials where it was
+  active, so a conditional parameter is never modelled from trials that did not use it;
+  `multivariate=False` gives one group per parameter (hyperopt, Optuna's classic TPE);
+- proposal: `n_candidates` draws from l(x), the one with the largest l(x) / g(x) wins.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.searchers.base import SpaceSearcher
+from toolkit.searchers.tpe.parzen import Dim, ParzenEstimator
+from toolkit.searchers.tpe.split import recency_weights, resolve_gamma, split
+from toolkit.space.space import Flat, SearchSpace
+
+
+class TPESearcher(SpaceSearcher):
+    """TPE over a `SearchSpace`, a Ray Tune param_space or a hyperopt space.
+
+    Algorithm options (all keyword-only):
+        n_startup: suggestions from the start-up design before the model is used (10).
+        startup: "sobol" (scrambled Sobol design) or "random".
+        n_candidates: draws from l(x) scored per proposal (24, as hyperopt and Optuna).
+        gamma: "linear" (10%, cap 25), "sqrt" (hyperopt), a fraction, or n -> n_good.
+        multivariate: joint kernels per group of co-active parameters (True) or one
+            estimator per parameter (False).
+        prior_weight: weight of the prior component relative to one observation (1.0).
+        bandwidth: "neighbour" (hyperopt / Optuna) or "scott" (shared per dimension).
+        liar: how in-flight trials enter the model: "bad" (count as bad observations, a
+            constant liar with the worst value) or None (ignored).
+        failed_as_bad: count failed / NaN / inf trials as bad observations (True).
+        fit_budget: fit on the results reported at this budget (e.g. training_iteration)
+            instead of final results; the multi-fidelity scheduler sets it (BOHB style).
+        budget_attr: the result key that names the budget ("training_iteration").
+    """
+
+    def __init__(
+        self,
+        space: Any = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        points_to_evaluate: list[dict] | None = None,
+        evaluated_rewards: list[float] | None = None,
+        seed: int | None = None,
+        *,
+        n_startup: int = 10,
+        startup: str = "sobol",
+        n_candidates: int = 24,
+        gamma: str | float | Callable[[int], int] = "linear",
+        multivariate: bool = True,
+        prior_weight: float = 1.0,
+        bandwidth: str = "neighbour",
+        liar: str | None = "bad",
+        failed_as_bad: bool = True,
+        fit_budget: float | None = None,
+        budget_attr: str = "training_iteration",
+    ) -> None:
+        if startup not in ("sobol", "random"):
+            raise ValueError(f"startup must be 'sobol' or 'random', got {startup!r}")
+        if bandwidth not in ("neighbour", "scott"):
+            raise ValueError(f"bandwidth must be 'neighbour' or 'scott', got {bandwidth!r}")
+        if liar not in ("bad", None):
+            raise ValueError(f"liar must be 'bad' or None, got {liar!r}")
+        if n_candidates < 1 or n_startup < 0 or prior_weight <= 0:
+            raise ValueError("need n_candidates >= 1, n_startup >= 0 and prior_weight > 0")
+        super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr)
+        self.n_startup = int(n_startup)
+        self.startup = startup
+        self.n_candidates = int(n_candidates)
+        self.gamma = resolve_gamma(gamma)
+        self.multivariate = bool(multivariate)
+        self.prior_weight = float(prior_weight)
+        self.bandwidth = bandwidth
+        self.liar = liar
+        self.failed_as_bad = bool(failed_as_bad)
+        self.fit_budget = fit_budget
+        # The design's scrambling seed comes from the searcher's one RNG, so a seeded searcher
+        # is reproducible and a restored one continues the same design.
+        self._design_seed = int(self.rng.integers(2**31 - 1))
+        self._design_issued = 0
+        self._design_cache: tuple[int, np.ndarray] | None = None
+        self._layout: tuple[SearchSpace, list[Dim], list[list[int]]] | None = None
+        self._rows: list[np.ndarray] = []  # internal-value rows of self.observations (cache)
+        self._rows_for: list[Any] = []
+
+    # ------------------------------------------------------------------ state
+    def extra_state(self) -> dict:
+        return {"design_seed": self._design_seed, "design_issued": self._design_issued}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._design_seed = state.get("design_seed", self._design_seed)
+        self._design_issued = state.get("design_issued", 0)
+        self._design_cache = None
+        self._layout = None
+        self._rows, self._rows_for = [], []
+
+    # ------------------------------------------------------------------ layout
+    def _get_layout(self) -> tuple[list[Dim], list[list[int]]]:
+        assert self.space is not None
+        if self._layout is None or self._layout[0] is not self.space:
+            dims = [Dim.of(p.dist) for p in self.space.params]
+            groups: list[list[int]] = []
+            if self.multivariate:
+                by_parent: dict[Any, list[int]] = {}
+                for i, p in enumerate(self.space.params):
+                    by_parent.setdefault(p.parent, []).append(i)
+                groups = list(by_parent.values())  # first-appearance order: parents first
+            else:
+                groups = [[i] for i in range(len(self.space.params))]
+            self._layout = (self.space, dims, groups)
+            self._rows, self._rows_for = [], []
+        return self._layout[1], self._layout[2]
+
+    def _row(self, flat: Flat) -> np.ndarray:
+        """Internal values in params order; NaN where the parameter is inactive."""
+        assert self.space is not None
+        row = np.full(len(self.space.params), np.nan)
+        for i, p in enumerate(self.space.params):
+            if p.key in flat:
+                v = flat[p.key]
+                row[i] = v if p.is_categorical else p.dist.to_internal(v)
+        return row
+
+    def _observation_rows(self, observations: list) -> np.ndarray:
+        # Observations are only ever appended, so rows are cached by identity of the flat.
+        if observations is self.observations:
+            n = len(self._rows)
+            if n > len(observations) or (n and self._rows_for[-1] is not observations[n - 1].flat):
+                self._rows, self._rows_for = [], []
+            for obs in observations[len(self._rows):]:
+                self._rows.append(self._row(obs.flat))
+                self._rows_for.append(obs.flat)
+            rows = self._rows
+        else:
+            rows = [self._row(o.flat) for o in observations]
+        if not rows:
+            return np.empty((0, len(self.space.params)))  # type: ignore[union-attr]
+        return np.vstack(rows)
+
+    # ------------------------------------------------------------------ proposing
+    def propose(self, pending: list[Flat]) -> Flat | None:
+        assert self.space is not None
+        finite = math.isfinite(self.space.cardinality())
+        if self.fit_budget is None:
+            observations = self.observations
+        else:
+            observations = self.observations_at_budget(self.fit_budget)
+            reported = {o.trial_id for o in observations}
+            pending = [flat for tid, flat in self.live.items() if tid not in reported]
+        n_ok = sum(o.ok for o in observations)
+        if len(observations) + len(pending) < self.n_startup or n_ok == 0:
+            flat = self._design_point() if self.startup == "sobol" else None
+            if flat is None or self.is_seen(flat):
+                flat = self.random_unseen() if finite else self.space.sample(self.rng)
+            return flat
+        flat = self._model_point(observations, pending)
+        if finite and self.is_seen(flat):
+            # Small discrete spaces: the model's favourite may already be taken.
+            return self.random_unseen()
+        return flat
+
+    def _design_point(self) -> Flat | None:
+        assert self.space is not None
+        d = len(self.space.params)
+        if d == 0 or self._design_issued >= self.n_startup:
+            return None
+        if self._design_cache is None or self._design_cache[0] != self._design_seed:
+            from scipy.stats import qmc
+
+            m = max(1, math.ceil(math.log2(max(self.n_startup, 2))))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pts = qmc.Sobol(d, scramble=True, seed=self._design_seed).random_base2(m)
+            self._design_cache = (self._design_seed, pts)
+        u = self._design_cache[1][self._design_issued]
+        self._design_issued += 1
+        return self.space.decode(u)
+
+    def _model_point(self, observations: list, pending: list[Flat]) -> Flat:
+        assert self.space is not None
+        dims, groups = self._get_layout()
+        X = self._observation_rows(observations)
+        ok = np.array([o.ok for o in observations], dtype=bool)
+        losses = np.array([o.loss if o.ok else np.inf for o in observations], dtype=float)
+        ok_idx = np.flatnonzero(ok)
+        good_local, bad_local = split(losses[ok_idx], max(1, self.gamma(len(ok_idx))))
+        good = ok_idx[good_local]
+        bad_parts = [ok_idx[bad_local]]
+        if self.failed_as_bad:
+            bad_parts.append(np.flatnonzero(~ok))
+        bad = np.sort(np.concatenate(bad_parts))
+        X_good, X_bad = X[good], X[bad]
+        if self.liar == "bad" and pending:
+            # In-flight trials are the newest "bad" observations (Optuna's constant liar).
+            X_bad = np.vstack([X_bad] + [self._row(f) for f in pending])
+
+        chosen: Flat = {}
+        for group in groups:
+            parent = self.space.params[group[0]].parent
+            if parent is not None and chosen.get(parent[0]) != parent[1]:
+                continue  # the group's branch was not chosen: its parameters stay absent
+            sub = [dims[i] for i in group]
+            lg = X_good[:, group]
+            lg = lg[~np.isnan(lg[:, 0])]
+            bg = X_bad[:, group]
+            bg = bg[~np.isnan(bg[:, 0])]
+            l_est = ParzenEstimator(sub, lg, recency_weights(len(lg)), self.prior_weight, self.bandwidth)
+            g_est = ParzenEstimator(sub, bg, recency_weights(len(bg)), self.prior_weight, self.bandwidth)
+            cands = l_est.sample(self.rng, self.n_candidates)
+            score = l_est.log_pdf(cands) - g_est.log_pdf(cands)
+            best = cands[int(np.argmax(score))]
+            for j, i in enumerate(group):
+                p = self.space.params[i]
+                v = int(best[j]) if p.is_categorical else p.dist.from_internal(float(best[j]))
+                chosen[p.key] = v
+        # Re-walk the tree so the point holds exactly the active parameters, in order.
+        return self.space.complete(chosen, lambda p: p.dist.sample(self.rng))
