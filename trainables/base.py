@@ -169,14 +169,14 @@ class TorchTrainable(tune.Trainable):
         self.device = resolve_device(cfg["device"])
         on_cuda = self.device.type == "cuda"
         deterministic = (not on_cuda) if cfg["deterministic"] == "auto" else cfg["deterministic"]
-        if deterministic:
-            if on_cuda:
-                # cuBLAS needs a fixed workspace for reproducible GEMMs; must precede its first use.
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-                torch.backends.cudnn.benchmark = False
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        elif on_cuda:
-            torch.backends.cudnn.benchmark = True
+        if deterministic and on_cuda:
+            # cuBLAS needs a fixed workspace for reproducible GEMMs; must precede its first use.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # Process-wide switches, so set both ways: a reused actor may switch trial kinds.
+        # warn_only: an op without a deterministic kernel warns instead of failing the trial.
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        if on_cuda:
+            torch.backends.cudnn.benchmark = not deterministic
 
         seed = cfg["seed"]
         random.seed(seed)
@@ -331,7 +331,10 @@ class TorchTrainable(tune.Trainable):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if self.scaler.is_enabled() and state["scaler"]:
+            # A disabled scaler (CPU, bf16) saves {}; a trial moved from CPU to a GPU with fp16
+            # AMP then starts loss scaling afresh instead of failing.
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = state["epoch"]
         self.diverged = state["diverged"]
         rng = state["rng"]
@@ -370,18 +373,18 @@ def resolve_device(requested: str = "auto") -> torch.device:
     # Check is_initialized() first: ray.get_runtime_context() would start a Ray instance.
     in_actor = ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
     index = 0
-    if in_actor:
-        gpu_ids = ray.get_gpu_ids()
-        usable = bool(gpu_ids) and torch.cuda.is_available()
-        if usable and os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"):
-            index = int(gpu_ids[0])  # Ray left the mask alone: address the GPU by its real id
-    else:
-        usable = torch.cuda.is_available()
+    gpu_ids = ray.get_gpu_ids() if in_actor else None
+    usable = torch.cuda.is_available() and (gpu_ids is None or bool(gpu_ids))
+    if usable and gpu_ids and os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"):
+        index = int(gpu_ids[0])  # Ray left the mask alone: address the GPU by its real id
     if usable:
         return torch.device("cuda", index)
     if requested == "cuda":
-        where = "Ray assigned this trial no GPU (set resources_per_trial.gpu)" if in_actor else "torch sees no CUDA device"
-        raise RuntimeError(f"device 'cuda' requested but {where}")
+        if gpu_ids == []:
+            why = "Ray assigned this trial no GPU (set resources_per_trial.gpu)"
+        else:
+            why = f"torch {torch.__version__} sees no CUDA device (CPU-only build, or no driver)"
+        raise RuntimeError(f"device 'cuda' requested but {why}")
     return torch.device("cpu")
 
 
