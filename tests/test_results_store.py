@@ -295,13 +295,31 @@ def test_swapped_table_with_matching_manifest_hash_is_still_caught(published, tm
     _expect_integrity_error(root, "trials.parquet")
 
 
-def test_tampered_incomplete_chunk_is_detected(tmp_path):
+def test_altered_journal_of_an_incomplete_version_is_detected(tmp_path):
     w = RecordWriter(tmp_path, "exp", {})
     for trial, hist in synthetic.sweep(3, 2):
         w.add_trial(trial, hist)
-    w.flush()
-    chunk = next((w.path / store.STAGING).glob("*.metrics.parquet"))
-    chunk.write_bytes(chunk.read_bytes()[:-10])
+        w.flush()
+    journal = w.path / store.STAGING / store.JOURNAL
+    lines = journal.read_text().splitlines(keepends=True)
+    assert len(lines) == 3
+    lines[1] = lines[1].replace('"status": "TERMINATED"', '"status": "TERMINATEX"', 1)
+    journal.write_text("".join(lines))
     with pytest.raises(IntegrityError) as e:
         load("exp@v1", root=tmp_path, allow_incomplete=True)
-    assert chunk.name in str(e.value)
+    assert "journal.jsonl" in str(e.value) and "line 2" in str(e.value)
+
+
+def test_incomplete_view_has_the_same_tables_the_published_version_gets(tmp_path):
+    w = RecordWriter(tmp_path, "exp", synthetic.manifest("exp"))
+    for trial, hist in synthetic.sweep(9, 5, seed=4):
+        w.add_trial(trial, hist)
+        w.flush()
+    w.add_suggestions([{"trial_id": "t00000", "time_s": 0.1}])
+    w.flush()
+    staged = load("exp@v1", root=tmp_path, allow_incomplete=True)
+    w.finish("completed", None)
+    final = load("exp@v1", root=tmp_path)
+    pd.testing.assert_frame_equal(staged.trials, final.trials)
+    pd.testing.assert_frame_equal(staged.metrics, final.metrics)
+    pd.testing.assert_frame_equal(staged.suggestions, final.suggestions)

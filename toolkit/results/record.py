@@ -175,6 +175,8 @@ def _load_published(vdir: Path, verify: bool) -> Record:
 
 
 def _load_staging(vdir: Path, verify: bool) -> Record:
+    from toolkit.results.builder import TableBuilder
+
     staging = vdir / store.STAGING
     mpath = staging / store.MANIFEST
     if not mpath.exists():
@@ -183,23 +185,22 @@ def _load_staging(vdir: Path, verify: bool) -> Record:
     m = _read_json(mpath)
     alive = store.writer_alive(m.get("writer"))
     m["status"] = "running" if alive else "incomplete"
-    parts: dict[str, list[pd.DataFrame]] = {"trials": [], "metrics": [], "suggestions": []}
+    b = TableBuilder()
     for entry in store.read_journal(staging):
-        jc = entry.get("json_columns") or {}
-        for fname, sha in entry["files"].items():
-            p = staging / fname
-            kind = fname.split(".")[-2]
-            data = _read_verified(p, sha if verify else None)
-            parts.setdefault(kind, []).append(_frame(p, data, jc.get(kind)))
-    trials = pd.concat(parts["trials"], ignore_index=True) if parts["trials"] else pd.DataFrame(
-        {"trial_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
-    metrics = pd.concat(parts["metrics"], ignore_index=True) if parts["metrics"] else pd.DataFrame(
-        {"trial_id": pd.Series(dtype=str), "training_iteration": pd.Series(dtype="int64")})
-    sugg = pd.concat(parts["suggestions"], ignore_index=True) if parts["suggestions"] else None
+        if entry.get("kind") == "trial":
+            b.add_trial(entry["trial"], entry.get("history") or [])
+        elif entry.get("kind") == "suggestions":
+            b.add_suggestions(entry.get("rows") or [])
+    tt, tj = b.trials_table()
+    trials = to_frame(tt, tj)
+    if "trial_id" not in trials:
+        trials = pd.DataFrame({"trial_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
+    st = b.suggestions_table()
     note = (f"{m.get('name')}@v{m.get('version')} is INCOMPLETE: "
             + ("its writer is still running" if alive else "its writer stopped before publishing")
             + f"; {len(trials)} flushed trial(s) shown")
-    return Record(vdir, m, trials, metrics, sugg, complete=False, notes=[note])
+    return Record(vdir, m, trials, to_frame(b.metrics_table()), to_frame(*st) if st else None,
+                  complete=False, notes=[note])
 
 
 def resolve(ref: str | Ref, root: str | os.PathLike | None = None, *,
@@ -263,11 +264,9 @@ def list_records(root: str | os.PathLike | None = None) -> list[RecordInfo]:
                 else:
                     staging = vdir / store.STAGING
                     m = _read_json(staging / store.MANIFEST) if (staging / store.MANIFEST).exists() else {}
-                    journal = store.read_journal(staging)
                     alive = store.writer_alive(m.get("writer"))
                     rows.append(RecordInfo(name, v, "running" if alive else "incomplete",
-                                           journal[-1].get("n_trials", 0) if journal else 0,
-                                           None, m.get("started_at")))
+                                           store.count_journal_trials(staging), None, m.get("started_at")))
             except IntegrityError:
                 rows.append(RecordInfo(name, v, "corrupt", None, None, None))
     return rows

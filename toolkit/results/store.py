@@ -8,8 +8,8 @@ Layout::
     <root>/<name>/v<N>/suggestions.parquet  (when the searcher's suggestions were given)
     <root>/<name>/v<N>/_incomplete/         staging area while the sweep runs:
         manifest.json                        the manifest as the run started (+ writer pid/host)
-        journal.jsonl                        one line per flush: chunk files and their sha256
-        part-000001.trials.parquet ...       chunks of finished trials, append-only
+        journal.jsonl                        append-only: one checksummed JSON line per finished
+                                             trial (row + history) or batch of suggestions
 
 Safety model (the same idea as git objects and DVC's content hashes):
 * A version number is reserved by ``mkdir`` of ``v<N>``, which is atomic and exclusive on
@@ -159,14 +159,6 @@ def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     _fsync_dir(path.parent)
 
 
-def append_line(path: Path, line: str) -> None:
-    """Append one line durably; a torn last line (crash mid-append) is ignored by readers."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line.rstrip("\n") + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 # --------------------------------------------------------------------------- layout
 def record_dir(root: Path, name: str) -> Path:
     return Path(root) / check_name(name)
@@ -237,20 +229,46 @@ def writer_alive(writer: dict | None) -> bool | None:
     return True
 
 
+def journal_line(payload: str) -> str:
+    """``<sha256 of payload> <payload>``: a line whose own checksum says whether it is whole."""
+    return f"{sha256_bytes(payload.encode())} {payload}\n"
+
+
 def read_journal(staging: Path) -> list[dict]:
-    """Flush entries of a staging area; a torn (partially written) last line is dropped."""
+    """Entries of a staging journal. A damaged LAST line is a write cut short by a crash and
+    is dropped; a damaged line before it means the file was altered: `IntegrityError`."""
     path = Path(staging) / JOURNAL
     if not path.exists():
         return []
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            break  # only the last line can be torn: nothing after it was acknowledged
-        if isinstance(entry, dict) and isinstance(entry.get("files"), dict):
-            entries.append(entry)
+    for i, raw in enumerate(lines):
+        digest, _, payload = raw.partition(b" ")
+        ok = len(digest) == 64 and sha256_bytes(payload) == digest.decode(errors="replace")
+        entry = None
+        if ok:
+            try:
+                entry = json.loads(payload)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                ok = False
+        if not ok or not isinstance(entry, dict):
+            if i == len(lines) - 1:
+                break  # torn tail: the flush that wrote it never completed
+            raise IntegrityError(f"{path}: line {i + 1} does not match its checksum: the journal was altered", path)
+        entries.append(entry)
     return entries
+
+
+def count_journal_trials(staging: Path) -> int:
+    """Trials in a journal without parsing it (for listings)."""
+    path = Path(staging) / JOURNAL
+    if not path.exists():
+        return 0
+    marker = b' {"kind": "trial"'
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line[64:64 + len(marker)] == marker and line.endswith(b"\n"))
 
 
 def make_read_only(paths: Iterable[Path]) -> None:
