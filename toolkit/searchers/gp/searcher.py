@@ -1,0 +1,199 @@
+"""`GPSearcher`: Gaussian-process Bayesian optimisation as a Ray Tune `Searcher`.
+
+Flow of one suggestion: Sobol points until a few observations exist; then fit the GP
+hyperparameters (warm-started from the previous fit), condition on every observation,
+add in-flight trials as *kriging-believer* fantasies (their posterior mean as if it were
+observed: the mean surface is unchanged but variance collapses around them, so k workers
+get k different points; Ginsbourger et al. 2010), and maximise log-EI.
+
+Failed / NaN / inf trials are imputed with the worst successful loss (option
+`failed="worst"`, the default): such failures usually mark a region (divergent learning
+rate, out-of-memory width) and a model that ignores them proposes the same region again.
+`failed="ignore"` drops them instead.
+
+Many observations: hyperparameters are fitted on at most `max_fit_points` points and the
+posterior uses at most `max_points` points; beyond a cap the kept set is the best half by
+loss plus an evenly spaced (in trial order) selection of the rest - deterministic, keeps
+the region that matters for EI exact and a global skeleton elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from toolkit.searchers.base import SpaceSearcher
+from toolkit.searchers.gp.acquisition import Acquisition
+from toolkit.searchers.gp.encoding import Encoding
+from toolkit.searchers.gp.model import GP, OutputTransform, fit_hyper
+from toolkit.searchers.gp.optimize import optimize_acquisition, sobol
+from toolkit.space.space import Flat
+
+
+def _single_thread_blas():
+    try:
+        from threadpoolctl import threadpool_limits  # ships with scikit-learn, a base dependency
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def keep_rule(y: np.ndarray, cap: int) -> np.ndarray:
+    """Indices kept when there are more than `cap` points: best half + evenly spaced rest."""
+    n = len(y)
+    if n <= cap:
+        return np.arange(n)
+    best = np.argsort(y, kind="stable")[: cap // 2]
+    rest = np.setdiff1d(np.arange(n), best)
+    pick = rest[np.linspace(0, len(rest) - 1, cap - len(best)).round().astype(int)]
+    return np.sort(np.concatenate([best, pick]))
+
+
+class GPSearcher(SpaceSearcher):
+    """GP-BO searcher (Matern-5/2 ARD, MAP hyperparameters, log-EI, kriging believer).
+
+    Options: `n_initial` (Sobol points before the model; default max(5, min(10, P + 1))
+    for P parameters), `acquisition` ("logei" or "ucb"), `ucb_beta`, `output_transform`
+    ("power", "clip" or "standardize"), `failed` ("worst" or "ignore"), `n_candidates`,
+    `n_starts`, `max_fit_points`, `max_points`, `budget_attr`.
+    """
+
+    def __init__(
+        self,
+        space: Any = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        points_to_evaluate: Sequence[Mapping] | None = None,
+        evaluated_rewards: Sequence[float] | None = None,
+        seed: int | None = None,
+        *,
+        n_initial: int | None = None,
+        acquisition: str = "logei",
+        ucb_beta: float = 4.0,
+        output_transform: str = "power",
+        failed: str = "worst",
+        n_candidates: int = 1024,
+        n_starts: int = 8,
+        max_fit_points: int = 200,
+        max_points: int = 600,
+        budget_attr: str = "training_iteration",
+    ) -> None:
+        if acquisition not in ("logei", "ucb"):
+            raise ValueError(f"acquisition must be 'logei' or 'ucb', got {acquisition!r}")
+        if failed not in ("worst", "ignore"):
+            raise ValueError(f"failed must be 'worst' or 'ignore', got {failed!r}")
+        OutputTransform(output_transform)(np.arange(4.0))  # validates the name early
+        self.n_initial = n_initial
+        self.acquisition = acquisition
+        self.ucb_beta = float(ucb_beta)
+        self.output_transform = output_transform
+        self.failed = failed
+        self.n_candidates = int(n_candidates)
+        self.n_starts = int(n_starts)
+        self.max_fit_points = int(max_fit_points)
+        self.max_points = int(max_points)
+        self._theta: np.ndarray | None = None  # last MAP hyperparameters (warm start)
+        self._sobol_seed: int | None = None
+        self._sobol_used = 0
+        self._encoding: Encoding | None = None
+        super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr)
+
+    # ------------------------------------------------------------------ state
+    def extra_state(self) -> dict:
+        return {"theta": self._theta, "sobol_seed": self._sobol_seed, "sobol_used": self._sobol_used}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._theta = state.get("theta")
+        self._sobol_seed = state.get("sobol_seed")
+        self._sobol_used = state.get("sobol_used", 0)
+        self._encoding = None
+
+    # ------------------------------------------------------------------ proposal
+    @property
+    def encoding(self) -> Encoding:
+        assert self.space is not None
+        if self._encoding is None or self._encoding.space is not self.space:
+            self._encoding = Encoding(self.space)
+        return self._encoding
+
+    def initial_size(self) -> int:
+        if self.n_initial is not None:
+            return max(int(self.n_initial), 1)
+        return max(5, min(10, self.encoding.n_raw + 1))
+
+    def propose(self, pending: list[Flat]) -> Flat | None:
+        assert self.space is not None
+        if self.encoding.n_raw == 0:
+            return {}
+        n_ok = sum(o.ok for o in self.observations)
+        if n_ok + len(pending) < self.initial_size() or n_ok < 2:
+            return self._initial_point()
+        # The matrices are small (n <= max_points): threaded BLAS only adds synchronisation,
+        # which on a busy machine made each suggestion several times slower.
+        with _single_thread_blas():
+            return self._model_point(pending)
+
+    def _initial_point(self) -> Flat | None:
+        enc = self.encoding
+        if self._sobol_seed is None:
+            self._sobol_seed = int(self.rng.integers(2**62))
+        for _ in range(64):
+            i = self._sobol_used
+            self._sobol_used += 1
+            u = sobol(enc.n_raw, i + 1, np.random.default_rng(self._sobol_seed))[i]
+            flat = enc.flat_from_raw(u)
+            if not self.is_seen(flat):
+                return flat
+        return self.random_unseen()
+
+    def training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, raw losses, ok mask) of the observations the model uses."""
+        obs = self.observations
+        ok = np.array([o.ok for o in obs], dtype=bool)
+        losses = np.array([o.loss if o.ok else np.nan for o in obs], dtype=float)
+        if self.failed == "worst":
+            losses = np.where(ok, losses, np.nanmax(losses))
+            use = np.ones(len(obs), dtype=bool)
+        else:
+            use = ok
+        idx = np.flatnonzero(use)
+        X = self.encoding.features_of_flats([obs[i].flat for i in idx])
+        return X, losses[idx], ok[idx]
+
+    def _model_point(self, pending: list[Flat]) -> Flat | None:
+        enc = self.encoding
+        X, loss, ok = self.training_data()
+        keep = keep_rule(loss, self.max_points)
+        X, loss, ok = X[keep], loss[keep], ok[keep]
+        y = OutputTransform(self.output_transform)(loss)
+        fit = keep_rule(y, self.max_fit_points)
+        hyper = fit_hyper(X[fit], y[fit], init=self._theta)
+        self._theta = hyper.to_theta()
+        gp = GP(X, y, hyper)
+        # Incumbent: lowest posterior mean at a successful point (robust to noise).
+        best = float(np.min(gp.fitted_mean()[ok]))
+        if pending:
+            Xp = enc.features_of_flats(pending)
+            mp, _ = gp.predict(Xp)
+            # Fantasies are noise-free: a worker already evaluates that exact point, so the
+            # latent variance there (not just the noisy one) should collapse.
+            noise = np.concatenate([np.full(len(X), hyper.noise), np.full(len(Xp), 1e-6 * hyper.signal)])
+            gp = GP(np.vstack([X, Xp]), np.concatenate([y, mp]), hyper, noise)
+            # Believed values count as observations, so the incumbent includes them too;
+            # otherwise a predicted dip keeps attracting every worker to the same spot.
+            best = min(best, float(np.min(mp)))
+        acq = Acquisition(gp, best, self.acquisition, self.ucb_beta)
+        ok_obs = [o for o in self.observations if o.ok]
+        top = sorted(range(len(ok_obs)), key=lambda i: ok_obs[i].loss)[:5]
+        anchors = np.stack([enc.raw_from_flat(ok_obs[i].flat) for i in top])
+        ranked, _ = optimize_acquisition(
+            acq, enc, self.rng, anchors, n_candidates=self.n_candidates, n_local=self.n_candidates // 2,
+            n_starts=self.n_starts,
+        )
+        for u in ranked:
+            flat = enc.flat_from_raw(u)
+            if not self.is_seen(flat):
+                return flat
+        return self.random_unseen()
