@@ -11,6 +11,10 @@ from toolkit.spec import SpecError
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.address:
+        from toolkit.runner import use_cluster_token
+
+        use_cluster_token()  # before anything imports ray
     from toolkit.spec import load_spec
 
     overrides = list(args.set or [])

@@ -108,6 +108,17 @@ def make_searcher(spec: ExperimentSpec):
                          **spec.searcher.options)
 
 
+def use_cluster_token() -> None:
+    """Present the cluster's auth token when connecting to an existing Ray cluster.
+
+    Ray clusters use token authentication by default, but a client only sends the token when
+    RAY_AUTH_MODE=token, and Ray reads that when it is first imported: call this before.
+    """
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if "RAY_AUTH_MODE" not in os.environ and ("RAY_AUTH_TOKEN" in os.environ or token_file.exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _init_ray(spec: ExperimentSpec, address: str | None) -> bool:
     """Connect to a cluster or start an embedded one; returns whether we started it."""
     import ray
@@ -115,6 +126,7 @@ def _init_ray(spec: ExperimentSpec, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
+        use_cluster_token()
         ray.init(address=address, logging_level="WARNING")
     else:
         ray.init(num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,

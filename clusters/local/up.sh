@@ -12,12 +12,13 @@ WORKERS=${1:-2}
 CPUS=${2:-1}
 GPUS=${3:-0}
 PORT=${4:-6399}
+TEMP_DIR=/tmp/tk-ray-$PORT               # this cluster's own session dir: down.sh stops only it
 export RAY_AUTH_MODE=token            # clients and workers present the token in ~/.ray/auth_token
 export RAY_USAGE_STATS_ENABLED=0
 ray start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$CPUS" --num-gpus="$GPUS" \
-  --include-dashboard=false --disable-usage-stats >/dev/null
+  --include-dashboard=false --disable-usage-stats --temp-dir="$TEMP_DIR" >/dev/null
 for _ in $(seq 1 "$WORKERS"); do
   ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" --num-gpus="$GPUS" \
-    >/dev/null
+    --temp-dir="$TEMP_DIR" >/dev/null
 done
 echo "Ray cluster up: head + $WORKERS workers at 127.0.0.1:$PORT (export RAY_AUTH_MODE=token to connect)"
