@@ -12,8 +12,9 @@ An empty config `{}` trains a sensible model (see `DEFAULTS`). Model keys on top
 `TorchTrainable` ones: `width` (MLP hidden units; CNN channels of the first block), `depth`
 (MLP hidden layers; CNN conv blocks, 1..3), `dropout`, `activation` (relu, gelu, tanh, silu).
 
-`evaluate(config, epochs, model)` trains one config in-process and returns its final metrics:
-the objective benchmarks call.
+`evaluate(config, epochs, model)` trains one config in-process and returns its final metrics;
+`objective(config, epochs, model)` is its final val_loss (a float to minimise) and `PARAM_SPACE`
+a search space for it in spec syntax: together, the digits benchmark problem.
 """
 
 from __future__ import annotations
@@ -56,6 +57,24 @@ class DigitsCNN(TorchTrainable):
 
 MODELS: dict[str, type[TorchTrainable]] = {"mlp": DigitsMLP, "cnn": DigitsCNN}
 
+# The benchmark search space for `objective`, written in tunekit's spec syntax as plain data
+# (`toolkit.space.parse.parse_space(PARAM_SPACE)` builds the typed space; this package never
+# imports toolkit). Mixed, conditional and with a broad lr range, so it has divergent corners.
+PARAM_SPACE: dict[str, Any] = {
+    "lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-1},
+    "batch_size": {"type": "choice", "values": [32, 64, 128]},
+    "weight_decay": {"type": "loguniform", "low": 1.0e-6, "high": 1.0e-2},
+    "width": {"type": "qrandint", "low": 16, "high": 128, "q": 16},
+    "depth": {"type": "randint", "low": 1, "high": 4},
+    "dropout": {"type": "uniform", "low": 0.0, "high": 0.5},
+    "optimizer": {"type": "choice", "values": [
+        {"name": "sgd", "momentum": {"type": "uniform", "low": 0.5, "high": 0.99},
+         "nesterov": {"type": "choice", "values": [False, True]}},
+        {"name": "adam", "beta1": {"type": "uniform", "low": 0.8, "high": 0.99}},
+    ]},
+    "seed": 0,
+}
+
 
 def evaluate(config: Mapping[str, Any], epochs: int = 5, model: str = "mlp") -> dict:
     """Train `config` for `epochs` epochs in this process; the last epoch's metrics plus
@@ -71,6 +90,15 @@ def evaluate(config: Mapping[str, Any], epochs: int = 5, model: str = "mlp") -> 
     final["best_val_loss"] = min(losses) if losses else math.nan
     final["best_val_acc"] = max(h["val_acc"] for h in history)
     return final
+
+
+def objective(config: Mapping[str, Any], epochs: int = 5, model: str = "mlp") -> float:
+    """Final validation loss after `epochs` epochs: the value a benchmark minimises.
+
+    NaN when training diverged (a non-finite loss), so callers can count it as a failed trial.
+    An invalid config raises ValueError. Deterministic for a given config (seed included).
+    """
+    return float(evaluate(config, epochs=epochs, model=model)["val_loss"])
 
 
 def _int(cfg: Mapping[str, Any], key: str) -> int:
