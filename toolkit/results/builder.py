@@ -20,6 +20,26 @@ METRIC_FIRST = ("trial_id", "training_iteration")
 _CHUNK_ROWS = 200_000
 
 
+def history_columns(history: list[Mapping[str, Any]]) -> dict[str, list]:
+    """Per-iteration result rows -> ``{column: values}``, training_iteration first (1, 2, ...
+    when missing). Plainly non-numeric entries (Ray's date, hostname, config) are left out;
+    stray non-numeric values in numeric columns become nulls when the table is built."""
+    n = len(history)
+    if not n:
+        return {}
+    keys: dict[str, None] = {}
+    for r in history:
+        keys.update(dict.fromkeys(r))
+    keys.pop("trial_id", None)
+    keys.pop("training_iteration", None)
+    first = history[0]
+    cols = {"training_iteration": [r.get("training_iteration", i + 1) for i, r in enumerate(history)]}
+    for k in keys:
+        if not isinstance(first.get(k), (str, dict, list, tuple)):
+            cols[k] = [r.get(k) for r in history]
+    return cols
+
+
 class TableBuilder:
     def __init__(self) -> None:
         self.trials: list[dict] = []
@@ -29,7 +49,10 @@ class TableBuilder:
         self._cols: dict[str, list] = {}
         self._len = 0
 
-    def add_trial(self, trial: Mapping[str, Any], history: list[Mapping[str, Any]]) -> dict:
+    def add_trial(self, trial: Mapping[str, Any], history: list[Mapping[str, Any]] | None = None, *,
+                  columns: Mapping[str, list] | None = None) -> dict[str, list]:
+        """Add one trial with its history given as rows or, column-wise, as ``columns``
+        (what the journal stores). Returns the history columns that were kept."""
         trial = dict(trial)
         tid = str(trial.get("trial_id", ""))
         if not tid:
@@ -41,35 +64,27 @@ class TableBuilder:
         row.update((k, v) for k, v in trial.items() if k != "trial_id")
         row["config_json"] = json.dumps(store.jsonable(config), sort_keys=True, allow_nan=False)
         row.update(flatten(config))
+        cols = dict(columns) if columns is not None else history_columns(history or [])
         self._ids.add(tid)
         self.trials.append(row)
-        self._add_history(tid, history)
+        self._append(tid, cols)
         if self._len >= _CHUNK_ROWS:
             self._seal()
-        return row
+        return cols
 
-    def _add_history(self, tid: str, history: list[Mapping[str, Any]]) -> None:
-        n = len(history)
+    def _append(self, tid: str, tcols: Mapping[str, list]) -> None:
+        n = len(tcols.get("training_iteration") or [])
         if not n:
             return
         cols = self._cols
         if not cols:
             cols["trial_id"], cols["training_iteration"] = [], []
-        keys: dict[str, None] = {}
-        for r in history:
-            keys.update(dict.fromkeys(r))
-        keys.pop("trial_id", None)
-        keys.pop("training_iteration", None)
-        first = history[0]
-        for k in [k for k in keys if isinstance(first.get(k), (str, dict, list, tuple))]:
-            del keys[k]  # plainly non-numeric (Ray's date, hostname, config, ...): not a metric
         cols["trial_id"].extend([tid] * n)
-        cols["training_iteration"].extend([r.get("training_iteration", i + 1) for i, r in enumerate(history)])
-        for k in keys:
+        for k, values in tcols.items():
             col = cols.get(k)
             if col is None:
                 col = cols[k] = [None] * self._len
-            col.extend([r.get(k) for r in history])
+            col.extend(values)
         total = self._len + n
         for col in cols.values():
             if len(col) < total:

@@ -188,7 +188,7 @@ def _load_staging(vdir: Path, verify: bool) -> Record:
     b = TableBuilder()
     for entry in store.read_journal(staging):
         if entry.get("kind") == "trial":
-            b.add_trial(entry["trial"], entry.get("history") or [])
+            b.add_trial(entry["trial"], columns=entry.get("columns") or {})
         elif entry.get("kind") == "suggestions":
             b.add_suggestions(entry.get("rows") or [])
     tt, tj = b.trials_table()

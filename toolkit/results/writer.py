@@ -83,12 +83,12 @@ class RecordWriter:
         # Seconds from the sweep start to when the trial was handed over: the x axis of
         # best-so-far-by-time, unless the runner timed it itself.
         trial.setdefault("completed_s", round(time.time() - self._t0, 3))
-        history = list(history or [])
         try:
-            self._tables.add_trial(trial, history)
+            columns = self._tables.add_trial(trial, list(history or []))
         except ValueError as e:
             raise ValueError(f"{self.name}@v{self.version}: {e}") from None
-        self._pending.append(json.dumps({"kind": "trial", "trial": trial, "history": history},
+        # Column-wise: half the encoding cost of one JSON object per iteration.
+        self._pending.append(json.dumps({"kind": "trial", "trial": trial, "columns": columns},
                                         default=_json_default, allow_nan=True))
 
     def add_suggestions(self, rows: list[Mapping[str, Any]]) -> None:
