@@ -62,6 +62,7 @@ class RecordingCallback(Callback):
         self.started: dict[str, float] = {}
         self.rows: list[dict] = []
         self.suggestions: list[dict] = []
+        self.interrupted: Any = None  # toolkit.interrupt.InterruptStopper: is_set() after Ctrl-C
         self._t0 = time.time()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -84,6 +85,9 @@ class RecordingCallback(Callback):
         iterations = int(history[-1].get("training_iteration", len(history))) if history else 0
         if error is not None:
             status = "ERROR"
+        elif self.interrupted is not None and self.interrupted.is_set() and (
+                self.max_iterations is None or iterations < self.max_iterations):
+            status = "INTERRUPTED"  # stopped by Ctrl-C, not by the scheduler
         elif self.max_iterations is not None and iterations < self.max_iterations:
             status = "EARLY_STOPPED"  # stopped by the scheduler (or the time budget) before max_iterations
         else:

@@ -202,7 +202,15 @@ def run_experiment(
         sch = spec.scheduler
         scheduler = build_scheduler(sch.type, spec.stop.max_iterations, sch.grace_period, sch.reduction_factor,
                                     sch.brackets)
-        stop = {"training_iteration": spec.stop.max_iterations} if spec.stop.max_iterations else None
+        from ray.tune.stopper import CombinedStopper, MaximumIterationStopper
+
+        from toolkit.interrupt import InterruptStopper, catch_sigint
+
+        interrupt = InterruptStopper()
+        recorder.interrupted = interrupt
+        stoppers = [interrupt]
+        if spec.stop.max_iterations:
+            stoppers.append(MaximumIterationStopper(spec.stop.max_iterations))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -218,7 +226,7 @@ def run_experiment(
             run_config=tune.RunConfig(
                 name=f"{spec.name}-v{writer.version}",
                 storage_path=str(storage / ".ray"),
-                stop=stop,
+                stop=CombinedStopper(*stoppers),
                 callbacks=[recorder],
                 verbose=verbose,
                 failure_config=tune.FailureConfig(max_failures=0),
@@ -227,9 +235,10 @@ def run_experiment(
         )
         status = "completed"
         try:
-            grid = tuner.fit()
+            with catch_sigint(interrupt, log):
+                grid = tuner.fit()
             trials = grid._experiment_analysis.trials  # Trial objects carry the final statuses
-            if any(t.status not in ("TERMINATED", "ERROR") for t in trials):
+            if interrupt.is_set() or any(t.status not in ("TERMINATED", "ERROR") for t in trials):
                 status = "interrupted"
                 recorder.flush_unfinished(trials)
         except KeyboardInterrupt:
