@@ -48,7 +48,8 @@ def guard_trainable(cls: type, metric: str) -> type:
     def step(self):  # noqa: ANN001 - Trainable.step signature
         result = cls.step(self)
         check_result(result, metric, cls.__name__)
-        return result
+        # Tune's progress table shows the first few metrics of a result: put the tuned one first.
+        return {metric: result[metric], **result}
 
     # Keep the user's class name: Ray names trials after it.
     return type(cls.__name__, (cls,), {"step": step, "__module__": __name__, "__qualname__": cls.__name__})
