@@ -7,6 +7,7 @@ CPU only, one torch thread (CPU kernels are only bit-reproducible at a fixed thr
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -137,12 +138,14 @@ def test_restored_checkpoint_continues_identically(cls, cfg, tmp_path):
 def test_reused_actor_matches_fresh_trainable():
     cfg_a, cfg_b = {"seed": 1, "dropout": 0.2}, {"seed": 2, "lr": 3e-3, "width": 32}
     t = DigitsMLP(config=dict(cfg_a))
+    first_logdir = t.logdir
     try:
         t.train()
         assert t.reset(dict(cfg_b))  # what Tune calls with reuse_actors=True
         reused = [t.train() for _ in range(2)]
     finally:
         close(t)
+        shutil.rmtree(first_logdir, ignore_errors=True)  # reset() made the trainable a new one
     assert exact(reused) == exact(run_local(DigitsMLP, cfg_b, 2))
 
 
@@ -255,7 +258,7 @@ def test_quadratic_fault_injection():
     assert all(math.isnan(r["loss"]) and math.isnan(r["score"]) for r in history[1:])
 
 
-def test_quadratic_noise_is_seeded_and_checkpoint_exact():
+def test_quadratic_noise_is_seeded_and_checkpoint_exact(tmp_path):
     cfg = {"x": 0.3, "noise_sd": 0.5, "seed": 11}
     full = [r["loss"] for r in run_local(Quadratic, cfg, 6)]
     assert full == [r["loss"] for r in run_local(Quadratic, cfg, 6)]
@@ -263,7 +266,7 @@ def test_quadratic_noise_is_seeded_and_checkpoint_exact():
     a = Quadratic(config=dict(cfg))
     try:
         head = [a.train()["loss"] for _ in range(3)]
-        saved = a.save()
+        saved = a.save(str(tmp_path / "ckpt"))
     finally:
         close(a)
     b = Quadratic(config=dict(cfg))

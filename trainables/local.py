@@ -23,7 +23,11 @@ def run_local(cls: type[Trainable], config: Mapping[str, Any], iterations: int,
     """Results of `iterations` calls to `train()` (fewer if a result says done and `stop_on_done`)."""
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
-    trainable = cls(config=dict(config))  # Trainable pops Tune-internal keys: never mutate the caller's dict
+    try:
+        trainable = cls(config=dict(config))  # Trainable pops Tune-internal keys: never mutate the caller's dict
+    except Exception as e:
+        _remove_orphan_logdir(e, cls)
+        raise
     try:
         history = []
         for _ in range(iterations):
@@ -48,3 +52,18 @@ def close(trainable: Trainable) -> None:
     finally:
         if logdir:
             shutil.rmtree(logdir, ignore_errors=True)
+
+
+def _remove_orphan_logdir(error: BaseException, cls: type[Trainable]) -> None:
+    """Delete the scratch logdir of a trainable whose setup() raised.
+
+    Trainable.__init__ creates the directory before calling setup(), and a failed constructor
+    hands back no instance; its frame in the traceback still holds `self`.
+    """
+    tb = error.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, cls) and getattr(obj, "_storage", None) is None and getattr(obj, "_logdir", None):
+            shutil.rmtree(obj._logdir, ignore_errors=True)
+            return
+        tb = tb.tb_next
