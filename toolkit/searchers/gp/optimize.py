@@ -33,9 +33,14 @@ def score(acq: Acquisition, enc: Encoding, U: np.ndarray) -> np.ndarray:
     return out
 
 
-def sobol(d: int, n: int, rng: np.random.Generator) -> np.ndarray:
+def sobol(d: int, n: int, seed: int) -> np.ndarray:
+    """First `n` points of a scrambled Sobol sequence.
+
+    Takes an integer seed, not a Generator: scipy would `spawn` a child from a Generator's
+    seed sequence, which is not part of its saved state, so restore would not resume exactly.
+    """
     m = max(int(np.ceil(np.log2(max(n, 1)))), 0)
-    return qmc.Sobol(d, scramble=True, rng=rng).random_base2(m)[:n]
+    return qmc.Sobol(d, scramble=True, rng=int(seed)).random_base2(m)[:n]
 
 
 def local_perturbations(enc: Encoding, anchors: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,7 +111,7 @@ def optimize_acquisition(
     maxiter: int = 100,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw candidates ranked best first (snapped) and their acquisition values."""
-    U0 = np.vstack([sobol(enc.n_raw, n_candidates, rng), local_perturbations(enc, anchors, n_local, rng)])
+    U0 = np.vstack([sobol(enc.n_raw, n_candidates, int(rng.integers(2**62))), local_perturbations(enc, anchors, n_local, rng)])
     U0 = enc.snap(U0)
     v0 = score(acq, enc, U0)
     order = np.argsort(-v0, kind="stable")

@@ -57,7 +57,8 @@ class GPSearcher(SpaceSearcher):
     Options: `n_initial` (Sobol points before the model; default max(5, min(10, P + 1))
     for P parameters), `acquisition` ("logei" or "ucb"), `ucb_beta`, `output_transform`
     ("power", "clip" or "standardize"), `failed` ("worst" or "ignore"), `n_candidates`,
-    `n_starts`, `max_fit_points`, `max_points`, `budget_attr`.
+    `n_starts`, `max_fit_points`, `max_points`, `min_distance` (in lengthscales: candidates
+    closer than this to an evaluated or in-flight point are passed over), `budget_attr`.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class GPSearcher(SpaceSearcher):
         n_starts: int = 8,
         max_fit_points: int = 200,
         max_points: int = 600,
+        min_distance: float = 1e-2,
         budget_attr: str = "training_iteration",
     ) -> None:
         if acquisition not in ("logei", "ucb"):
@@ -94,6 +96,7 @@ class GPSearcher(SpaceSearcher):
         self.n_starts = int(n_starts)
         self.max_fit_points = int(max_fit_points)
         self.max_points = int(max_points)
+        self.min_distance = float(min_distance)
         self._theta: np.ndarray | None = None  # last MAP hyperparameters (warm start)
         self._sobol_seed: int | None = None
         self._sobol_used = 0
@@ -142,7 +145,7 @@ class GPSearcher(SpaceSearcher):
         for _ in range(64):
             i = self._sobol_used
             self._sobol_used += 1
-            u = sobol(enc.n_raw, i + 1, np.random.default_rng(self._sobol_seed))[i]
+            u = sobol(enc.n_raw, i + 1, self._sobol_seed)[i]
             flat = enc.flat_from_raw(u)
             if not self.is_seen(flat):
                 return flat
@@ -192,7 +195,20 @@ class GPSearcher(SpaceSearcher):
             acq, enc, self.rng, anchors, n_candidates=self.n_candidates, n_local=self.n_candidates // 2,
             n_starts=self.n_starts,
         )
-        for u in ranked:
+        # Skip candidates within `min_distance` lengthscales of a point already evaluated or
+        # in flight: re-measuring (almost) the same point teaches the model nothing, and
+        # log-EI can otherwise creep along a ridge in steps of 1e-4 forever.
+        seen_z = gp.X / hyper.lengthscales
+        Zc = enc.features(ranked) / hyper.lengthscales
+        d2 = (Zc * Zc).sum(1)[:, None] + (seen_z * seen_z).sum(1)[None, :] - 2.0 * Zc @ seen_z.T
+        far = np.min(d2, axis=1) > self.min_distance**2
+        for u, ok_far in zip(ranked, far):
+            if not ok_far:
+                continue
+            flat = enc.flat_from_raw(u)
+            if not self.is_seen(flat):
+                return flat
+        for u in ranked:  # everything left is close to a known point: take the best unseen
             flat = enc.flat_from_raw(u)
             if not self.is_seen(flat):
                 return flat

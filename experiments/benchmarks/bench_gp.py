@@ -1,0 +1,272 @@
+"""GP-BO benchmark: our GPSearcher against Optuna's GPSampler, a standard BoTorch loop, Ray's
+BayesOptSearch (continuous problems), our TPE and random search.
+
+    nice -n 10 python -m experiments.benchmarks.bench_gp regret --seeds 10 --budget 100
+    nice -n 10 python -m experiments.benchmarks.bench_gp timing
+    nice -n 10 python -m experiments.benchmarks.bench_gp batch
+    python -m experiments.benchmarks.bench_gp report   # writes results/gp.md from the cache
+
+Every finished run is cached in `results/gp_runs.json` (key: peer/problem/seed/budget/batch),
+so a long benchmark can be run in pieces and the report rebuilt at any time. Budget-50
+figures are the first 50 evaluations of the budget-100 runs (same runs, as in any
+anytime comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from experiments.benchmarks.harness import optuna_adapter, ray_searcher_adapter, run, summarize
+from experiments.benchmarks.problems import PROBLEMS, Problem
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "results" / "gp_runs.json"
+REPORT = HERE / "results" / "gp.md"
+GP_PEERS = ["gp (ours)", "optuna-gp", "botorch", "bayesopt"]
+ALL_PEERS = GP_PEERS + ["tpe (ours)", "random"]
+DEFAULT_PROBLEMS = ["branin", "hartmann3", "hartmann6", "ackley5", "rosenbrock4", "levy4", "mixed", "noisy"]
+
+
+def _threads() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def make_peer(name: str) -> Callable[[Problem, int], Any] | None:
+    if name == "gp (ours)":
+        from toolkit.searchers.gp import GPSearcher
+
+        return lambda p, s: ray_searcher_adapter(GPSearcher(space=p.space, seed=s), p)
+    if name == "random":
+        from toolkit.searchers.random import RandomSearcher
+
+        return lambda p, s: ray_searcher_adapter(RandomSearcher(space=p.space, seed=s), p)
+    if name == "tpe (ours)":
+        try:
+            from toolkit.searchers.tpe import TPESearcher
+        except ImportError:
+            return None
+        return lambda p, s: ray_searcher_adapter(TPESearcher(space=p.space, seed=s), p)
+    if name == "optuna-gp":
+        import optuna
+
+        return lambda p, s: optuna_adapter(optuna.samplers.GPSampler(seed=s), p)
+    if name == "botorch":
+        from experiments.benchmarks.peers_gp import botorch_adapter
+
+        return botorch_adapter
+    if name == "bayesopt":
+        from experiments.benchmarks.peers_gp import bayesopt_adapter
+
+        return bayesopt_adapter
+    raise ValueError(name)
+
+
+def applies(peer: str, problem: Problem) -> bool:
+    return peer != "bayesopt" or problem.continuous
+
+
+# ---------------------------------------------------------------------- cache
+def load() -> dict:
+    return json.loads(CACHE.read_text()) if CACHE.exists() else {}
+
+
+def save(cache: dict) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(cache, indent=0, sort_keys=True))
+
+
+def key(peer: str, problem: str, seed: int, budget: int, batch: int) -> str:
+    return f"{peer}|{problem}|{seed}|{budget}|{batch}"
+
+
+def _jsonable(v: np.ndarray) -> list:
+    return [float(x) if math.isfinite(x) else None for x in v]
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_regret(args: argparse.Namespace) -> None:
+    cache = load()
+    for name in args.problems:
+        problem = PROBLEMS[name]()
+        for peer in args.peers:
+            if not applies(peer, problem):
+                continue
+            make = make_peer(peer)
+            if make is None:
+                print(f"skip {peer}: not importable")
+                continue
+            for seed in range(args.seeds):
+                k = key(peer, name, seed, args.budget, 1)
+                if k in cache:
+                    continue
+                t = time.perf_counter()
+                values = run(make, problem, args.budget, seed)
+                cache[k] = {"values": _jsonable(values), "seconds": time.perf_counter() - t}
+                save(cache)
+                print(f"{peer:12s} {name:12s} seed {seed}: best {np.nanmin(values):.4g} ({cache[k]['seconds']:.1f}s)", flush=True)
+
+
+def cmd_batch(args: argparse.Namespace) -> None:
+    cache = load()
+    for name in args.problems:
+        problem = PROBLEMS[name]()
+        for peer in args.peers:
+            make = make_peer(peer)
+            for batch in (1, 8):
+                for seed in range(args.seeds):
+                    k = key(peer, name, seed, args.budget, batch)
+                    if k in cache:
+                        continue
+                    t = time.perf_counter()
+                    values = run(make, problem, args.budget, seed, batch=batch)
+                    cache[k] = {"values": _jsonable(values), "seconds": time.perf_counter() - t}
+                    save(cache)
+                    print(f"{peer:12s} {name:12s} batch {batch} seed {seed}: best {np.nanmin(values):.4g}", flush=True)
+
+
+def _history(problem: Problem, n: int, seed: int) -> list[tuple[dict, float]]:
+    from toolkit.searchers.random import RandomSearcher
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        config = problem.space.to_config(problem.space.sample(rng))
+        out.append((config, float(problem.objective(config))))
+    del RandomSearcher
+    return out
+
+
+def cmd_timing(args: argparse.Namespace) -> None:
+    """Seconds per suggestion with n random observations already recorded (median of reps)."""
+    import optuna
+
+    from toolkit.searchers.gp import GPSearcher
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cache = load()
+    problem = PROBLEMS[args.timing_problem]()
+    for n in args.sizes:
+        hist = _history(problem, n, 0)
+        k = f"timing|{problem.name}|{n}"
+        if k in cache:
+            continue
+        ours, theirs = [], []
+        for rep in range(args.reps):
+            s = GPSearcher(space=problem.space, metric="loss", mode="min", seed=rep)
+            s.warm_start([(c, v) for c, v in hist])
+            t = time.perf_counter()
+            s.suggest(f"t{rep}")
+            ours.append(time.perf_counter() - t)
+            study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=rep))
+            dists = {p.key: optuna.distributions.FloatDistribution(p.dist.low, p.dist.high) for p in problem.space.params}
+            for c, v in hist:
+                study.add_trial(optuna.trial.create_trial(params=dict(c), distributions=dists, value=v))
+            t = time.perf_counter()
+            trial = study.ask()
+            for p in problem.space.params:
+                trial.suggest_float(p.key, p.dist.low, p.dist.high)
+            theirs.append(time.perf_counter() - t)
+        cache[k] = {"gp (ours)": ours, "optuna-gp": theirs}
+        save(cache)
+        print(f"n={n}: ours {np.median(ours):.3f}s  optuna-gp {np.median(theirs):.3f}s", flush=True)
+
+
+def _collect(cache: dict, budget: int, batch: int) -> dict[str, dict[str, list[np.ndarray]]]:
+    out: dict[str, dict[str, list[np.ndarray]]] = {}
+    for k, v in cache.items():
+        parts = k.split("|")
+        if len(parts) != 5 or int(parts[3]) != budget or int(parts[4]) != batch:
+            continue
+        peer, prob = parts[0], parts[1]
+        arr = np.array([np.nan if x is None else x for x in v["values"]], dtype=float)
+        out.setdefault(peer, {}).setdefault(prob, []).append(arr)
+    return out
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    cache = load()
+    results = _collect(cache, args.budget, 1)
+    peers = [p for p in ALL_PEERS if p in results]
+    results = {p: results[p] for p in peers}
+    problems = {n: PROBLEMS[n]() for n in {n for per in results.values() for n in per}}
+    problems = {n: problems[n] for n in PROBLEMS if n in problems}
+    lines = ["# GP-BO benchmark", "", __doc__.strip().split("\n\n")[1], ""]
+    lines += ["## All peers", "", summarize(results, [50, args.budget], problems)]
+    gp_only = {p: results[p] for p in GP_PEERS if p in results}
+    cont = {n: p for n, p in problems.items() if p.continuous}
+    lines += ["## Targets: mean rank among GP peers", ""]
+    for label, probs in (("continuous problems", cont), ("mixed problem", {"mixed": problems["mixed"]} if "mixed" in problems else {})):
+        if not probs:
+            continue
+        sub = {p: {n: r for n, r in per.items() if n in probs} for p, per in gp_only.items()}
+        sub = {p: per for p, per in sub.items() if per}
+        table = summarize(sub, [args.budget], probs)
+        lines += [f"### {label}, budget {args.budget}", "", table.split("\n", 2)[2]]
+    # Seconds per run.
+    lines += ["## Wall-clock seconds per run (median, budget %d, shared 2-core box)" % args.budget, ""]
+    lines.append("| problem | " + " | ".join(peers) + " |")
+    lines.append("|---" * (len(peers) + 1) + "|")
+    for n in problems:
+        cells = []
+        for p in peers:
+            secs = [v["seconds"] for k, v in cache.items() if k.startswith(f"{p}|{n}|") and k.endswith(f"|{args.budget}|1")]
+            cells.append(f"{np.median(secs):.1f}" if secs else "n/a")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+    timing = {k: v for k, v in cache.items() if k.startswith("timing|")}
+    if timing:
+        lines += ["## Seconds per suggestion vs observations (median over reps)", ""]
+        lines += ["| problem | observations | gp (ours) | optuna-gp |", "|---|---|---|---|"]
+        for k in sorted(timing, key=lambda s: int(s.split("|")[2])):
+            _, prob, n = k.split("|")
+            v = timing[k]
+            lines.append(f"| {prob} | {n} | {np.median(v['gp (ours)']):.3f} | {np.median(v['optuna-gp']):.3f} |")
+        lines.append("")
+    batch = _collect(cache, args.batch_budget, 8)
+    if batch:
+        lines += [f"## Batch of 8 in flight (budget {args.batch_budget}): regret vs the same peer at batch 1", ""]
+        one = _collect(cache, args.batch_budget, 1)
+        both = {}
+        for p, per in batch.items():
+            both[f"{p} b8"] = per
+            if p in one:
+                both[f"{p} b1"] = {n: one[p][n] for n in per if n in one[p]}
+        probs = {n: PROBLEMS[n]() for n in {n for per in both.values() for n in per}}
+        lines += [summarize(both, [args.batch_budget], probs).split("\n", 2)[2]]
+    REPORT.write_text("\n".join(lines) + "\n" + (args.note or ""))
+    print(REPORT.read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["regret", "timing", "batch", "report"])
+    parser.add_argument("--problems", nargs="+", default=DEFAULT_PROBLEMS)
+    parser.add_argument("--peers", nargs="+", default=ALL_PEERS)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--batch-budget", type=int, default=48)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[50, 200, 500])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--timing-problem", default="hartmann6")
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    _threads()
+    {"regret": cmd_regret, "timing": cmd_timing, "batch": cmd_batch, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
