@@ -19,6 +19,7 @@ from trainables import data
 from trainables.base import TorchTrainable, resolve_device
 from trainables.digits import DigitsCNN, DigitsMLP, evaluate
 from trainables.local import close, run_local
+from trainables.models import MLP
 from trainables.synthetic import InjectedFailure, Quadratic, category_penalty, objective
 
 # Everything a run reports that does not depend on wall time or process memory.
@@ -86,6 +87,22 @@ def test_base_class_needs_a_dataset_and_a_model():
     assert TorchTrainable.data_fingerprint() is None
     with pytest.raises(NotImplementedError, match="DATASET"):
         run_local(TorchTrainable, {}, 1)
+
+
+class WineMLP(TorchTrainable):
+    """The base class reused on another bundled dataset, as its docstring shows."""
+
+    DATASET = "wine"
+    DEFAULTS = {**TorchTrainable.DEFAULTS, "width": 32}
+
+    def build_model(self, cfg, data):
+        return MLP(data.n_features, data.n_classes, width=cfg["width"])
+
+
+def test_base_class_serves_other_datasets():
+    history = run_local(WineMLP, {"lr": 1e-2, "batch_size": 16}, 4)
+    assert history[-1]["val_acc"] >= 0.9
+    assert WineMLP.data_fingerprint()["fingerprint"] == data.load("wine").fingerprint
 
 
 # ---- digits training ---------------------------------------------------------------------------

@@ -164,7 +164,7 @@ def load(name: str = "digits", val_fraction: float = VAL_FRACTION) -> Dataset:
     )
 
 
-def as_tensors(ds: Dataset, device: str = "cpu"):
+def as_tensors(ds: Dataset, device: "str | torch.device" = "cpu") -> tuple:
     """(x_train, y_train, x_val, y_val) as torch tensors on `device` (copies; the cache stays intact)."""
     import torch
 
