@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from toolkit.runner import plan, run_experiment
+from toolkit.runner import make_searcher, plan, run_experiment
 from toolkit.spec import load_spec, validate_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +52,13 @@ def test_random_asha_sweep_stops_trials_early_and_writes_a_record(local_ray, tmp
     assert out.best["value"] == pytest.approx(finals["final_metric"].min())
     assert rec.manifest["seed"] == 0 and rec.manifest["searcher"]["type"] == "random"
     assert rec.manifest["spec"]["scheduler"]["type"] == "asha"
-    # A second run of the same name gets a new version; the first is untouched.
-    out2 = run_experiment(_spec(tmp_path, num_samples=2), verbose=0)
+    # A second run of the same name gets a new version; the first is untouched; its searcher
+    # starts from the first run's trials (warm start from a record).
+    spec2 = _spec(tmp_path, num_samples=2, searcher={"type": "random", "warm_start": f"quad@v{out.version}"})
+    assert len(make_searcher(spec2).observations) == 12
+    out2 = run_experiment(spec2, verbose=0)
     assert out2.version == out.version + 1 and len(load(f"quad@v{out.version}", root=tmp_path).trials) == 12
+    assert load("quad", root=tmp_path).manifest["searcher"]["warm_start"] == ["quad@v1"]
 
 
 def test_raising_and_nan_trials_fail_alone(local_ray, tmp_path):

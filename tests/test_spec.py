@@ -30,7 +30,7 @@ def _problems(raw) -> str:
 def test_a_good_spec_resolves_with_defaults():
     spec = validate_spec(_with(searcher="random", scheduler={"type": "asha", "grace_period": 1}))
     resolved = spec.resolved()
-    assert resolved["searcher"] == {"type": "random"}
+    assert resolved["searcher"] == {"type": "random", "warm_start": []}
     assert resolved["scheduler"]["type"] == "asha" and resolved["num_samples"] == 8
     assert spec.given["searcher"] == "random"  # the spec as written is kept too
     assert spec.search_space().to_config({"x": 0.5, "seed": 0}) == {"x": 0.5, "seed": 0}

@@ -73,7 +73,10 @@ def _concurrency(spec: ExperimentSpec, cluster: dict[str, float]) -> tuple[int, 
 
 
 def searcher_settings(spec: ExperimentSpec) -> dict[str, Any]:
-    return {"type": spec.searcher.type, "seed": spec.seed, **spec.searcher.options}
+    out = {"type": spec.searcher.type, "seed": spec.seed, **spec.searcher.options}
+    if spec.searcher.warm_start:
+        out["warm_start"] = list(spec.searcher.warm_start)
+    return out
 
 
 def scheduler_settings(spec: ExperimentSpec) -> dict[str, Any]:
@@ -104,8 +107,34 @@ def make_searcher(spec: ExperimentSpec):
     kind = spec.searcher.type
     if kind not in classes:
         raise ValueError(f"searcher {kind!r} is not available in this version of tunekit")
-    return classes[kind](space=spec.search_space(), metric=spec.metric, mode=spec.mode, seed=spec.seed,
-                         **spec.searcher.options)
+    searcher = classes[kind](space=spec.search_space(), metric=spec.metric, mode=spec.mode, seed=spec.seed,
+                             **spec.searcher.options)
+    for ref in spec.searcher.warm_start:
+        searcher.warm_start(record_points(ref, spec))
+    return searcher
+
+
+def record_points(ref: str, spec: ExperimentSpec) -> list[tuple[dict, float | None]]:
+    """(config, metric) of every finished trial of an earlier record, for warm starts.
+
+    Early-stopped trials count with the metric they were stopped at: that is what the
+    searcher would have learned from them in their own run. Failed trials count as failures.
+    """
+    import json
+
+    from toolkit.results import load
+
+    rec = load(ref, root=spec.storage)
+    if rec.manifest.get("metric") != spec.metric or rec.manifest.get("mode") != spec.mode:
+        raise ValueError(f"searcher.warm_start: {ref} optimised {rec.manifest.get('mode')} "
+                         f"{rec.manifest.get('metric')!r}, not {spec.mode} {spec.metric!r}")
+    points = []
+    for _, row in rec.trials.iterrows():
+        if row["status"] == "INTERRUPTED":
+            continue
+        value = row["final_metric"] if row["status"] != "ERROR" else None
+        points.append((json.loads(row["config_json"]), None if value is None or value != value else float(value)))
+    return points
 
 
 def use_cluster_token() -> None:
@@ -221,7 +250,6 @@ def run_experiment(
                 num_samples=spec.num_samples,
                 max_concurrent_trials=spec.max_concurrent,
                 time_budget_s=spec.stop.time_budget_s,
-                reuse_actors=False,
             ),
             run_config=tune.RunConfig(
                 name=f"{spec.name}-v{writer.version}",

@@ -36,10 +36,20 @@ class _Strict(BaseModel):
 
 
 class SearcherSpec(_Strict):
-    """`searcher: tpe` or `searcher: {type: tpe, n_startup_trials: 10, ...}`."""
+    """`searcher: tpe` or `searcher: {type: tpe, n_startup_trials: 10, warm_start: [digits@v3]}`.
+
+    Extra keys are the searcher's own options; `warm_start` names earlier records whose trials
+    the searcher learns from before its first suggestion.
+    """
 
     model_config = ConfigDict(extra="allow")
     type: Literal["random", "tpe", "gp"] = "random"
+    warm_start: list[str] = []
+
+    @field_validator("warm_start", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @property
     def options(self) -> dict[str, Any]:
@@ -152,7 +162,8 @@ class ExperimentSpec(_Strict):
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in (what actually runs)."""
         out = self.model_dump(mode="json")
-        out["searcher"] = {"type": self.searcher.type, **self.searcher.options}
+        out["searcher"] = {"type": self.searcher.type, "warm_start": self.searcher.warm_start,
+                           **self.searcher.options}
         return out
 
 
