@@ -23,7 +23,6 @@ Choices and where they come from:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,14 +104,7 @@ class OutputTransform:
         if len(y) < 3 or np.ptp(z) == 0.0:
             return z
         if self.kind == "power":
-            from scipy.stats import yeojohnson
-
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                try:
-                    w, _ = yeojohnson(z)
-                except (ValueError, FloatingPointError, OverflowError):
-                    return z
+            w = yeo_johnson(z)
             return _standardize(w) if np.all(np.isfinite(w)) else z
         if self.kind == "clip":
             # Winsorise bad outliers at median + 3 robust sd: only the loser tail is clipped.
@@ -124,6 +116,31 @@ class OutputTransform:
         if self.kind == "standardize":
             return z
         raise ValueError(f"unknown output transform {self.kind!r}")
+
+
+_LAMBDAS = np.linspace(-2.0, 3.0, 51)
+
+
+def yeo_johnson(z: np.ndarray) -> np.ndarray:
+    """Yeo-Johnson transform with lambda maximising the Gaussian likelihood (on a 0.1 grid).
+
+    A vectorised grid search instead of scipy's Brent search: same estimate to within the
+    grid step, which is all a warping needs, at a fraction of the cost per suggestion.
+    """
+    lam = _LAMBDAS[:, None]
+    pos = z >= 0
+    with np.errstate(all="ignore"):
+        zp, zn = np.where(pos, z, 0.0), np.where(pos, 0.0, z)
+        tp = np.where(np.abs(lam) < 1e-8, np.log1p(zp), (np.power(1.0 + zp, lam) - 1.0) / lam)
+        l2 = 2.0 - lam
+        tn = np.where(np.abs(l2) < 1e-8, -np.log1p(-zn), -(np.power(1.0 - zn, l2) - 1.0) / l2)
+        t = np.where(pos, tp, tn)
+        var = t.var(axis=1)
+        llf = -0.5 * len(z) * np.log(var) + (lam[:, 0] - 1.0) * np.sum(np.sign(z) * np.log1p(np.abs(z)))
+    llf = np.where(np.isfinite(llf) & (var > 0), llf, -np.inf)
+    if not np.isfinite(llf).any():
+        return z
+    return t[int(np.argmax(llf))]
 
 
 def _standardize(y: np.ndarray) -> np.ndarray:
@@ -187,7 +204,9 @@ def fit_hyper(X: np.ndarray, y: np.ndarray, init: np.ndarray | None = None, maxi
     lo, hi = np.array([v[0] for v in b]), np.array([v[1] for v in b])
     starts = [prior_mode(D)]
     if init is not None and len(init) == D + 2 and np.all(np.isfinite(init)):
-        starts.insert(0, np.clip(init, lo, hi))
+        # Warm start from the previous fit; the prior mode is re-tried every 8th point so a
+        # fit stuck in a poor local optimum is left again.
+        starts = [np.clip(init, lo, hi)] + (starts if len(y) % 8 == 0 else [])
     best_theta, best_val = starts[0], math.inf
     for x0 in starts:
         res = minimize(
