@@ -224,3 +224,18 @@ def test_cli_list_show_compare_export_report(tmp_path, capsys, monkeypatch):
     # --storage defaults to $TUNEKIT_STORAGE.
     monkeypatch.setenv("TUNEKIT_STORAGE", str(tmp_path))
     assert _cli(["results", "list"]) == 0 and "exp@v2" in capsys.readouterr().out
+
+
+def test_importance_judges_early_stopped_sweeps_at_a_common_iteration(tmp_path):
+    from toolkit.results.analysis import common_budget, values_at
+
+    r = make(tmp_path, n=40, iters=8)  # early-stopped trials ran 2 of 8 iterations
+    reached = r.metrics.groupby("trial_id")["training_iteration"].max()
+    assert set(reached) == {2, 8}
+    b = common_budget(r)
+    assert (reached >= b).sum() >= 20 and ((reached > b).sum() < 20 or b == reached.max())
+    v = values_at(r, b)
+    assert v.notna().sum() == (reached >= b).sum()
+    first = r.metrics[(r.metrics.trial_id == "t00000") & (r.metrics.training_iteration == b)]["val_loss"].iloc[0]
+    assert v.iloc[0] == first
+    assert r.importance().attrs["budget"] == b and r.importance(budget=None).attrs["budget"] is None

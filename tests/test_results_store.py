@@ -135,6 +135,8 @@ def test_versions_increase_and_published_versions_are_never_overwritten(tmp_path
         load("exp@v9", root=tmp_path)
     with pytest.raises(RecordNotFound):
         load("other", root=tmp_path)
+    (tmp_path / ".ray" / "exp-v1").mkdir(parents=True)  # the runner keeps Ray's files beside records
+    (tmp_path / "notes").mkdir()
     assert [(r.name, r.version, r.status, r.n_trials) for r in list_records(tmp_path)] == [
         ("exp", 1, "completed", 3), ("exp", 2, "completed", 5)]
 

@@ -144,7 +144,29 @@ def design_matrix(trials: pd.DataFrame, params: list[str]) -> np.ndarray:
     return np.column_stack(cols) if cols else np.empty((len(trials), 0))
 
 
-def importance(rec: "Record", scope: str = "last", seed: int = 0) -> pd.DataFrame:
+def common_budget(rec: "Record", min_fraction: float = 0.5) -> int | None:
+    """The largest iteration that at least ``min_fraction`` of the trials reached, when
+    trials ran for different numbers of iterations (early stopping); else None."""
+    m = rec.metrics
+    if rec.metric not in m.columns or m.empty:
+        return None
+    reached = m.dropna(subset=[rec.metric]).groupby("trial_id")["training_iteration"].max()
+    if reached.nunique() <= 1:
+        return None
+    need = max(_MIN_IMPORTANCE_TRIALS, int(np.ceil(min_fraction * len(reached))))
+    ok = [b for b in sorted(reached.unique()) if (reached >= b).sum() >= need]
+    return int(ok[-1]) if ok else int(reached.min())
+
+
+def values_at(rec: "Record", budget: int) -> pd.Series:
+    """Each trial's metric at iteration ``budget`` (NaN for trials stopped before it)."""
+    m = rec.metrics
+    at = m.loc[m["training_iteration"] == budget].drop_duplicates("trial_id", keep="last")
+    v = rec.trials["trial_id"].map(dict(zip(at["trial_id"], at[rec.metric])))
+    return pd.to_numeric(v, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan).rename("value")
+
+
+def importance(rec: "Record", scope: str = "last", seed: int = 0, budget: int | str | None = "auto") -> pd.DataFrame:
     """Hyperparameter importance: permutation importance of a random-forest surrogate,
     measured on held-out folds.
 
@@ -157,19 +179,26 @@ def importance(rec: "Record", scope: str = "last", seed: int = 0) -> pd.DataFram
     of which knobs matter. The objective is rank-transformed first so that a few diverged
     trials do not dominate the squared error. ``attrs["surrogate_r2"]`` is the forest's
     out-of-fold R^2: when it is low, the importances are noise. Inactive conditional values
-    are NaN, which scikit-learn's forests route natively."""
+    are NaN, which scikit-learn's forests route natively.
+
+    With early stopping, a trial's last value after 1 epoch is not comparable with another's
+    after 9, so by default (``budget="auto"``) every trial is judged at one common iteration:
+    the largest that at least half of the trials reached (as BOHB's analyses judge
+    configurations per budget). ``budget=None`` uses each trial's value by ``scope``."""
     from scipy.stats import rankdata
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.model_selection import KFold
 
     params = param_columns(rec.trials)
-    vals = trial_values(rec, scope)
+    if budget == "auto":
+        budget = common_budget(rec)
+    vals = values_at(rec, int(budget)) if budget is not None else trial_values(rec, scope)
     ok = vals.notna().to_numpy()
     t = rec.trials.loc[ok]
     y_raw = _sign(rec.mode) * vals[ok].to_numpy(float)
     names = [p[len(CONFIG_PREFIX):] for p in params]
     out = pd.DataFrame({"param": names, "importance": np.nan, "std": np.nan, "share": np.nan})
-    out.attrs.update(method="rf-permutation", surrogate_r2=np.nan, n_trials=int(ok.sum()))
+    out.attrs.update(method="rf-permutation", surrogate_r2=np.nan, n_trials=int(ok.sum()), budget=budget)
     if len(t) < _MIN_IMPORTANCE_TRIALS or not params:
         out.attrs["note"] = f"needs >= {_MIN_IMPORTANCE_TRIALS} finished trials and a varying parameter"
         return out

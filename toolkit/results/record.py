@@ -84,9 +84,9 @@ class Record:
         from toolkit.results.analysis import param_summary
         return param_summary(self, scope=scope)
 
-    def importance(self, scope: str = "last", seed: int = 0) -> pd.DataFrame:
+    def importance(self, scope: str = "last", seed: int = 0, budget: int | str | None = "auto") -> pd.DataFrame:
         from toolkit.results.analysis import importance
-        return importance(self, scope=scope, seed=seed)
+        return importance(self, scope=scope, seed=seed, budget=budget)
 
     def __repr__(self) -> str:
         flag = "" if self.complete else " INCOMPLETE"

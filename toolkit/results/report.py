@@ -281,8 +281,13 @@ def plot_importance(imp: pd.DataFrame) -> str:
     ax.barh(d["param"], d["importance"], xerr=d["std"], color="#4c72b0", ecolor="#333333", capsize=3)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("increase in held-out error when permuted (rank-scaled objective)")
-    ax.set_title(f"permutation importance, RF surrogate (out-of-fold R\u00b2 = "
-                 f"{imp.attrs.get('surrogate_r2', float('nan')):.2f})", fontsize=10)
+    r2 = imp.attrs.get("surrogate_r2", float("nan"))
+    at = f" at iteration {imp.attrs['budget']}" if imp.attrs.get("budget") is not None else ""
+    ax.set_title(f"permutation importance{at}, RF surrogate on {imp.attrs.get('n_trials')} trials "
+                 f"(out-of-fold R\u00b2 = {r2:.2f})", fontsize=10)
+    if not r2 > 0.2:  # also catches NaN
+        ax.text(0.5, 1.09, "the surrogate does not predict held-out trials: these importances are noise",
+                transform=ax.transAxes, ha="center", color="#c0392b", fontsize=10, weight="bold")
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
 
@@ -356,7 +361,7 @@ h1{font-size:24px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bo
 figcaption{color:#555;font-size:13px} table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #e3e3e3;padding:3px 8px;text-align:left;vertical-align:top}
 table.prov td:first-child{font-weight:600;white-space:nowrap;background:#fafafa}
-table.prov td{word-break:break-all} code{font-size:12px}
+table.prov td{word-break:break-all} code{font-size:12px} .scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -374,8 +379,8 @@ def render_html(rec: Record) -> str:
                                  "'inactive'."),
         "param-scatter": (plot_scatter(rec, params), "Metric against each parameter (categorical values jittered)."),
         "importance": (plot_importance(imp), "Permutation importance of a random-forest surrogate on held-out "
-                       "trials; bars are mean \u00b1 sd over folds and repeats. Trust it only when R\u00b2 is "
-                       "well above 0."),
+                       "trials; bars are mean \u00b1 sd over folds and repeats. With early stopping every trial is "
+                       "judged at one common iteration. Trust it only when R\u00b2 is well above 0."),
     }
     vals = trial_values(rec).dropna()
     best_val = (vals.max() if rec.mode == "max" else vals.min()) if len(vals) else None
@@ -398,7 +403,7 @@ def render_html(rec: Record) -> str:
     if best_cfg is not None:
         parts.append(f"<h2>Best trial: {_e(top['trial_id'].iloc[0])}</h2><pre>"
                      f"{_e(json.dumps(best_cfg, indent=1, sort_keys=True))}</pre>")
-    parts.append("<h2>Top trials</h2>" + _top_table(rec, params))
+    parts.append("<h2>Top trials</h2><div class='scroll'>" + _top_table(rec, params) + "</div>")
     titles = {"best-so-far": "Best so far", "learning-curves": "Learning curves",
               "parallel-coordinates": "Parallel coordinates", "param-scatter": "Parameters vs metric",
               "importance": "Hyperparameter importance"}

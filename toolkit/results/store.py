@@ -185,7 +185,16 @@ def names(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(e.name for e in root.iterdir() if e.is_dir() and versions(root, e.name))
+    # Other tools share the root (the runner keeps Ray's files in ".ray"): skip what is not a record.
+    return sorted(e.name for e in root.iterdir() if e.is_dir() and _is_record_name(e.name) and versions(root, e.name))
+
+
+def _is_record_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def is_published(vdir: Path) -> bool:
