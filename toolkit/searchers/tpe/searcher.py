@@ -97,7 +97,8 @@ class TPESearcher(SpaceSearcher):
         self._design_issued = 0
         self._design_cache: tuple[int, np.ndarray] | None = None
         self._layout: tuple[SearchSpace, list[Dim], list[list[int]]] | None = None
-        self._rows: list[np.ndarray] = []  # internal-value rows of self.observations (cache)
+        self._rows = np.empty((0, 0))  # internal-value rows of self.observations (a cache)
+        self._losses = np.empty(0)
         self._rows_for: list[Any] = []
 
     # ------------------------------------------------------------------ state
@@ -109,7 +110,7 @@ class TPESearcher(SpaceSearcher):
         self._design_issued = state.get("design_issued", 0)
         self._design_cache = None
         self._layout = None
-        self._rows, self._rows_for = [], []
+        self._rows, self._losses, self._rows_for = np.empty((0, 0)), np.empty(0), []
 
     # ------------------------------------------------------------------ layout
     def _get_layout(self) -> tuple[list[Dim], list[list[int]]]:
@@ -125,7 +126,7 @@ class TPESearcher(SpaceSearcher):
             else:
                 groups = [[i] for i in range(len(self.space.params))]
             self._layout = (self.space, dims, groups)
-            self._rows, self._rows_for = [], []
+            self._rows, self._losses, self._rows_for = np.empty((0, 0)), np.empty(0), []
         return self._layout[1], self._layout[2]
 
     def _row(self, flat: Flat) -> np.ndarray:
@@ -138,25 +139,35 @@ class TPESearcher(SpaceSearcher):
                 row[i] = v if p.is_categorical else p.dist.to_internal(v)
         return row
 
-    def _observation_rows(self, observations: list) -> np.ndarray:
-        # Observations are only ever appended, so rows are cached by identity of the flat.
-        if observations is self.observations:
-            n = len(self._rows)
-            if n > len(observations) or (n and self._rows_for[-1] is not observations[n - 1].flat):
-                self._rows, self._rows_for = [], []
-            for obs in observations[len(self._rows):]:
-                self._rows.append(self._row(obs.flat))
-                self._rows_for.append(obs.flat)
-            rows = self._rows
-        else:
-            rows = [self._row(o.flat) for o in observations]
-        if not rows:
-            return np.empty((0, len(self.space.params)))  # type: ignore[union-attr]
-        return np.vstack(rows)
+    def _dataset(self, observations: list) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, losses) for `observations`, NaN loss for failed trials.
+
+        Those of `self.observations` are cached, since that list only grows.
+        """
+        assert self.space is not None
+        width = len(self.space.params)
+
+        def losses_of(obs: list) -> np.ndarray:
+            return np.array([o.loss if o.loss is not None else np.nan for o in obs], dtype=float)
+
+        if observations is not self.observations:
+            rows = np.array([self._row(o.flat) for o in observations]).reshape(len(observations), width)
+            return rows, losses_of(observations)
+        n = len(self._rows_for)
+        if n > len(observations) or (n and self._rows_for[-1] is not observations[n - 1].flat):
+            self._rows, self._losses, self._rows_for, n = np.empty((0, width)), np.empty(0), [], 0
+        if n < len(observations):
+            fresh = observations[n:]
+            new = np.array([self._row(o.flat) for o in fresh]).reshape(len(fresh), width)
+            self._rows = np.vstack([self._rows, new]) if n else new
+            self._losses = np.concatenate([self._losses, losses_of(fresh)]) if n else losses_of(fresh)
+            self._rows_for.extend(o.flat for o in fresh)
+        return self._rows, self._losses
 
     # ------------------------------------------------------------------ proposing
     def propose(self, pending: list[Flat]) -> Flat | None:
         assert self.space is not None
+        self._get_layout()  # (re)builds the per-space caches if the space changed
         finite = math.isfinite(self.space.cardinality())
         if self.fit_budget is None:
             observations = self.observations
@@ -164,7 +175,7 @@ class TPESearcher(SpaceSearcher):
             observations = self.observations_at_budget(self.fit_budget)
             reported = {o.trial_id for o in observations}
             pending = [flat for tid, flat in self.live.items() if tid not in reported]
-        n_ok = sum(o.ok for o in observations)
+        n_ok = len(observations) and int(np.isfinite(self._dataset(observations)[1]).sum())
         if len(observations) + len(pending) < self.n_startup or n_ok == 0:
             flat = self._design_point() if self.startup == "sobol" else None
             if flat is None or self.is_seen(flat):
@@ -196,9 +207,8 @@ class TPESearcher(SpaceSearcher):
     def _model_point(self, observations: list, pending: list[Flat]) -> Flat:
         assert self.space is not None
         dims, groups = self._get_layout()
-        X = self._observation_rows(observations)
-        ok = np.array([o.ok for o in observations], dtype=bool)
-        losses = np.array([o.loss if o.ok else np.inf for o in observations], dtype=float)
+        X, losses = self._dataset(observations)
+        ok = np.isfinite(losses)
         ok_idx = np.flatnonzero(ok)
         good_local, bad_local = split(losses[ok_idx], max(1, self.gamma(len(ok_idx))))
         good = ok_idx[good_local]
