@@ -325,3 +325,10 @@ def test_incomplete_view_has_the_same_tables_the_published_version_gets(tmp_path
     pd.testing.assert_frame_equal(staged.trials, final.trials)
     pd.testing.assert_frame_equal(staged.metrics, final.metrics)
     pd.testing.assert_frame_equal(staged.suggestions, final.suggestions)
+
+
+def test_results_package_stays_apart_from_runner_ray_and_torch():
+    code = ("import sys, toolkit.results, toolkit.results.cli, toolkit.results.report, toolkit.reproduce; "
+            "print(sorted(m for m in ('ray', 'torch', 'toolkit.runner') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

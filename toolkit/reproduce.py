@@ -13,6 +13,7 @@ import importlib
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ class ReproduceResult:
     reproduced_history: list = field(default_factory=list)
     environment_diff: list = field(default_factory=list)    # (field, recorded, now)
     warnings: list = field(default_factory=list)
+    threads: int | None = None                              # torch threads used for the rerun
 
     @property
     def exact(self) -> bool:
@@ -48,7 +50,8 @@ class ReproduceResult:
         return abs(self.reproduced - self.recorded)
 
     def to_text(self) -> str:
-        lines = [f"reproduce {self.ref} trial {self.trial_id} ({self.iterations} iterations)",
+        lines = [f"reproduce {self.ref} trial {self.trial_id} ({self.iterations} iterations"
+                 + (f", {self.threads} torch thread(s)" if self.threads else "") + ")",
                  f"  {self.metric}: recorded {_fmt(self.recorded)}   reproduced {_fmt(self.reproduced)}"
                  f"   |diff| {_fmt(self.abs_diff)}",
                  f"  every iteration identical: {'yes' if self.exact else 'no'}"]
@@ -105,8 +108,12 @@ def _is_trainable_class(obj: Any) -> bool:
 
 
 def reproduce(record: Record | str, trial: str = "best", *, root: str | os.PathLike | None = None,
-              iterations: int | None = None, scope: str = "last") -> ReproduceResult:
-    """Rerun ``trial`` ("best" or a trial id) of ``record`` and compare with the record."""
+              iterations: int | None = None, scope: str = "last",
+              threads: int | str | None = "auto") -> ReproduceResult:
+    """Rerun ``trial`` ("best" or a trial id) of ``record`` and compare with the record.
+
+    ``threads``: torch intra-op threads for the rerun; "auto" uses the CPUs the record says
+    each trial reserved (what Ray gave its worker), None leaves the process setting."""
     rec = record if isinstance(record, Record) else load(record, root)
     metric = rec.metric
     if not metric:
@@ -136,8 +143,21 @@ def reproduce(record: Record | str, trial: str = "best", *, root: str | os.PathL
         raise TypeError(f"{path} is not a ray.tune.Trainable subclass; only class trainables "
                         "can be rerun outside Ray Tune")
 
+    # Ray starts a trial's worker with as many intra-op threads as CPUs it reserved
+    # (OMP_NUM_THREADS), and float reductions can depend on the thread count, so rerun
+    # with the same count as the recorded trial had.
+    threads = _trial_threads(rec) if threads == "auto" else threads
+    torch = sys.modules.get("torch")  # already imported by a PyTorch trainable, if any
+    old_threads = torch.get_num_threads() if torch is not None else None
+    if torch is not None and threads:
+        torch.set_num_threads(int(threads))
     reproduced_hist: list[float] = []
-    instance = cls(config=copy.deepcopy(config))
+    try:
+        instance = cls(config=copy.deepcopy(config))
+    except BaseException:
+        if old_threads:
+            torch.set_num_threads(old_threads)
+        raise
     try:
         for _ in range(n_iter):
             result = instance.train()
@@ -146,6 +166,8 @@ def reproduce(record: Record | str, trial: str = "best", *, root: str | os.PathL
             if result.get("done"):
                 break
     finally:
+        if old_threads:
+            torch.set_num_threads(old_threads)
         instance.stop()
         # Without a Tune storage context the Trainable makes a throwaway log folder.
         logdir = getattr(instance, "logdir", None)
@@ -162,7 +184,18 @@ def reproduce(record: Record | str, trial: str = "best", *, root: str | os.PathL
     return ReproduceResult(rec.ref, trial_id, metric, rec.mode, n_iter, config, recorded, reproduced,
                            recorded_hist, reproduced_hist,
                            diff_environments(rec.environment, collect_environment()) if rec.environment
-                           else [("environment", None, "not recorded")], warnings)
+                           else [("environment", None, "not recorded")], warnings,
+                           threads if torch is not None else None)
+
+
+def _trial_threads(rec: Record) -> int | None:
+    res = rec.manifest.get("resources_per_trial") or (rec.manifest.get("resolved_spec") or {}).get(
+        "resources_per_trial") or {}
+    cpu = res.get("cpu") if isinstance(res, dict) else None
+    try:
+        return max(1, int(float(cpu))) if cpu is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _isnan(v: Any) -> bool:
