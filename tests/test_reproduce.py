@@ -63,7 +63,7 @@ def test_best_trial_reproduces_exactly_and_reports_no_environment_change(tmp_pat
     assert r.exact and r.reproduced == r.recorded and r.abs_diff == 0.0
     assert r.recorded_history == list(rec.metrics[rec.metrics.trial_id == "t1"]["loss"])
     # Only volatile fields may differ between two captures on the same machine.
-    assert all(k.startswith("git.") or k == "ray_cluster" for k, _, _ in r.environment_diff), r.environment_diff
+    assert all(k.startswith("git.") for k, _, _ in r.environment_diff), r.environment_diff
     assert "trial t1" in r.to_text() and "every iteration identical: yes" in r.to_text()
     other = reproduce(rec, trial="t2", iterations=2)
     assert other.exact is False and other.iterations == 2 and len(other.reproduced_history) == 2

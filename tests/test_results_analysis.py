@@ -239,3 +239,27 @@ def test_importance_judges_early_stopped_sweeps_at_a_common_iteration(tmp_path):
     first = r.metrics[(r.metrics.trial_id == "t00000") & (r.metrics.training_iteration == b)]["val_loss"].iloc[0]
     assert v.iloc[0] == first
     assert r.importance().attrs["budget"] == b and r.importance(budget=None).attrs["budget"] is None
+
+
+def test_environment_diff_ignores_ray_memory_sizing_but_not_cpus():
+    from toolkit.results import diff_environments
+
+    a = {"ray_cluster": {"nodes": 1, "resources": {"CPU": 2.0, "memory": 1.69e10, "object_store_memory": 7.2e9}}}
+    b = {"ray_cluster": {"nodes": 2, "resources": {"CPU": 4.0, "memory": 1.70e10, "object_store_memory": 7.3e9}}}
+    assert {k for k, _, _ in diff_environments(a, b)} == {"ray_cluster.nodes", "ray_cluster.resources.CPU"}
+    assert diff_environments(a, b, ignore=("ray_cluster",)) == []
+
+
+def test_report_of_an_incomplete_version_says_so(tmp_path):
+    from toolkit.results.report import render_html
+
+    w = RecordWriter(tmp_path, "exp", synthetic.manifest("exp"))
+    for trial, history in synthetic.sweep(12, 4):
+        w.add_trial(trial, history)
+    w.flush()
+    rec = load("exp@v1", root=tmp_path, allow_incomplete=True)
+    text = render_html(rec)
+    p = _Collect()
+    p.feed(text)
+    assert p.figures == [f"plot-{k}" for k in PLOTS]
+    assert "This version is INCOMPLETE" in text and "12 flushed trial(s)" in text

@@ -183,7 +183,9 @@ def reproduce(record: Record | str, trial: str = "best", *, root: str | os.PathL
         warnings.append(f"the rerun stopped after {len(reproduced_hist)} of {n_iter} iterations")
     return ReproduceResult(rec.ref, trial_id, metric, rec.mode, n_iter, config, recorded, reproduced,
                            recorded_hist, reproduced_hist,
-                           diff_environments(rec.environment, collect_environment()) if rec.environment
+                           # The rerun uses no Ray cluster, so the cluster section is not compared.
+                           diff_environments(rec.environment, collect_environment(), ignore=("ray_cluster",))
+                           if rec.environment
                            else [("environment", None, "not recorded")], warnings,
                            threads if torch is not None else None)
 

@@ -136,6 +136,8 @@ def collect_environment() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- differences
 _INFORMATIONAL = {"captured_at"}
+# Ray sizes these from the memory free at start-up: they differ run to run on the same machine.
+_VOLATILE_SUFFIXES = ("memory",)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -147,14 +149,18 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: d}
 
 
-def diff_environments(a: dict | None, b: dict | None) -> list[tuple[str, Any, Any]]:
+def diff_environments(a: dict | None, b: dict | None, ignore: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
     """``(field, a value, b value)`` for every environment field that differs; the package
-    list is compared by name so that the report says which packages changed."""
+    list is compared by name so that the report says which packages changed. ``ignore``
+    drops top-level sections (e.g. "ray_cluster" when rerunning without Ray)."""
     a, b = a or {}, b or {}
     out: list[tuple[str, Any, Any]] = []
-    fa = _flatten({k: v for k, v in a.items() if k not in _INFORMATIONAL | {"packages"}})
-    fb = _flatten({k: v for k, v in b.items() if k not in _INFORMATIONAL | {"packages"}})
+    skip = _INFORMATIONAL | {"packages"} | set(ignore)
+    fa = _flatten({k: v for k, v in a.items() if k not in skip})
+    fb = _flatten({k: v for k, v in b.items() if k not in skip})
     for key in sorted(set(fa) | set(fb)):
+        if key.startswith("ray_cluster.resources.") and key.endswith(_VOLATILE_SUFFIXES):
+            continue
         if fa.get(key) != fb.get(key):
             out.append((key, fa.get(key), fb.get(key)))
     pa_ = dict(p.split("==", 1) for p in a.get("packages") or [] if "==" in p)
