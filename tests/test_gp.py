@@ -285,26 +285,32 @@ def test_branin_more_reliable_than_random_and_tpe():
 
 # ---------------------------------------------------------------------- real Tune
 @pytest.mark.slow
-def test_runs_inside_a_real_tuner():
+def test_runs_inside_a_real_tuner(tmp_path):
     import ray
     from ray import tune
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    def trainable(config):
+        # Self-contained (workers cannot import this test module): Branin again.
+        import math as m
+
+        x1, x2 = config["x1"], config["x2"]
+        b, c, t = 5.1 / (4 * m.pi**2), 5 / m.pi, 1 / (8 * m.pi)
+        return {"loss": (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - t) * m.cos(x1) + 10}
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     try:
-
-        def trainable(config):
-            tune.report({"loss": branin(config)})
-
         tuner = tune.Tuner(
             trainable,
             param_space={"x1": tune.uniform(-5, 10), "x2": tune.uniform(0, 15)},
             tune_config=tune.TuneConfig(
                 metric="loss", mode="min", search_alg=GPSearcher(seed=0), num_samples=14, max_concurrent_trials=2
             ),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
         )
         results = tuner.fit()
-        assert len(results) == 14 and results.num_errors == 0
-        best = results.get_best_result().metrics["loss"]
-        assert best - BRANIN_MIN < 1.0
+        assert len(results) == 14 and not results.errors
+        configs = [r.config for r in results]
+        assert len({(c["x1"], c["x2"]) for c in configs}) == 14
+        assert results.get_best_result().metrics["loss"] - BRANIN_MIN < 1.0
     finally:
         ray.shutdown()
