@@ -255,6 +255,24 @@ def test_failed_trials_mode_max_and_late_space():
     assert s.observations[0].loss == pytest.approx(branin(s.space.to_config(s.observations[0].flat)))
 
 
+def test_warm_start_skips_the_initial_design():
+    rng = np.random.default_rng(0)
+    points = [{"x1": float(rng.uniform(-5, 10)), "x2": float(rng.uniform(0, 15))} for _ in range(8)]
+    s = GPSearcher(
+        space=BRANIN_SPACE, metric="loss", mode="min", seed=0,
+        points_to_evaluate=points, evaluated_rewards=[branin(p) for p in points],
+    )
+    assert len(s.observations) == 8
+    s.suggest("a")
+    assert s._sobol_seed is None and s._theta is not None  # went straight to the model
+    # From a previous record: (config, value) pairs; a failed one counts as failed.
+    t = GPSearcher(space=BRANIN_SPACE, metric="loss", mode="min", seed=0)
+    assert t.warm_start([(p, branin(p)) for p in points[:5]] + [(points[5], float("nan"))]) == 6
+    assert sum(o.ok for o in t.observations) == 5
+    t.suggest("b")
+    assert t._theta is not None
+
+
 # ---------------------------------------------------------------------- optimisation quality
 def _branin_regrets(make, seeds, budget=40):
     out = []
