@@ -79,7 +79,7 @@ class GPSearcher(SpaceSearcher):
         n_starts: int = 8,
         max_fit_points: int = 200,
         max_points: int = 600,
-        min_distance: float = 1e-2,
+        min_distance: float = 1e-3,
         budget_attr: str = "training_iteration",
     ) -> None:
         if acquisition not in ("logei", "ucb"):
