@@ -89,6 +89,22 @@ def save(cache: dict) -> None:
     CACHE.write_text(json.dumps(cache, indent=0, sort_keys=True))
 
 
+def record(k: str, entry: Any) -> None:
+    """Add one finished run to the cache file (re-read first: several commands may append)."""
+    cache = load()
+    cache[k] = entry
+    save(cache)
+
+
+def forget(peers: list[str], problems: list[str]) -> int:
+    cache = load()
+    drop = [k for k in cache if k.split("|")[0] in peers and k.split("|")[1] in problems]
+    for k in drop:
+        del cache[k]
+    save(cache)
+    return len(drop)
+
+
 def key(peer: str, problem: str, seed: int, budget: int, batch: int) -> str:
     return f"{peer}|{problem}|{seed}|{budget}|{batch}"
 
@@ -99,6 +115,8 @@ def _jsonable(v: np.ndarray) -> list:
 
 # ---------------------------------------------------------------------- commands
 def cmd_regret(args: argparse.Namespace) -> None:
+    if args.rerun:
+        print(f"forgot {forget(args.peers, args.problems)} cached runs")
     cache = load()
     for name in args.problems:
         problem = PROBLEMS[name]()
@@ -116,7 +134,7 @@ def cmd_regret(args: argparse.Namespace) -> None:
                 t = time.perf_counter()
                 values = run(make, problem, args.budget, seed)
                 cache[k] = {"values": _jsonable(values), "seconds": time.perf_counter() - t}
-                save(cache)
+                record(k, cache[k])
                 print(f"{peer:12s} {name:12s} seed {seed}: best {np.nanmin(values):.4g} ({cache[k]['seconds']:.1f}s)", flush=True)
 
 
@@ -134,7 +152,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
                     t = time.perf_counter()
                     values = run(make, problem, args.budget, seed, batch=batch)
                     cache[k] = {"values": _jsonable(values), "seconds": time.perf_counter() - t}
-                    save(cache)
+                    record(k, cache[k])
                     print(f"{peer:12s} {name:12s} batch {batch} seed {seed}: best {np.nanmin(values):.4g}", flush=True)
 
 
@@ -181,7 +199,7 @@ def cmd_timing(args: argparse.Namespace) -> None:
                 trial.suggest_float(p.key, p.dist.low, p.dist.high)
             theirs.append(time.perf_counter() - t)
         cache[k] = {"gp (ours)": ours, "optuna-gp": theirs}
-        save(cache)
+        record(k, cache[k])
         print(f"n={n}: ours {np.median(ours):.3f}s  optuna-gp {np.median(theirs):.3f}s", flush=True)
 
 
@@ -263,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--timing-problem", default="hartmann6")
     parser.add_argument("--note", default="")
+    parser.add_argument("--rerun", action="store_true", help="drop cached runs of these peers/problems first")
     args = parser.parse_args(argv)
     _threads()
     {"regret": cmd_regret, "timing": cmd_timing, "batch": cmd_batch, "report": cmd_report}[args.command](args)
