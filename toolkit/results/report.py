@@ -82,7 +82,7 @@ def plot_best_so_far(rec: Record) -> str:
         if len(vals) and (vals > 0).all() and vals.max() / vals.min() > 100:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right" if rec.mode == "min" else "lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     axes[0].set_title("best so far by trial count")
     axes[1].set_title("best so far by wall time")
     return _png(fig)
@@ -158,7 +158,8 @@ def plot_learning_curves(rec: Record) -> tuple[str, str]:
                Line2D([], [], color="#9a9a9a", ls="--", marker="x", label=f"early-stopped ({counts['EARLY_STOPPED']})"),
                Line2D([], [], color="#d62728", ls=":", label=f"error ({counts['ERROR']})"),
                Line2D([], [], color="#ff7f0e", lw=2.6, label="best trial")]
-    ax.legend(handles=handles, fontsize=8, loc="upper right" if rec.mode == "min" else "lower right")
+    # Below the axes: inside, it hides curves of diverged or stuck trials.
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, frameon=False)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, pad=0.01, label=f"final {metric}")
     return _png(fig), note
