@@ -119,7 +119,8 @@ def read_table_bytes(data: bytes) -> pa.Table:
 
 
 def to_frame(table: pa.Table, json_columns: Iterable[str] = ()) -> pd.DataFrame:
-    df = table.to_pandas()
+    # Ignore any pandas metadata a foreign file carries: types come from the Arrow schema only.
+    df = table.to_pandas(ignore_metadata=True)
     for c in json_columns:
         if c in df.columns:
             df[c] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else json.loads(v)
