@@ -52,6 +52,8 @@ def test_random_asha_sweep_stops_trials_early_and_writes_a_record(local_ray, tmp
     assert out.best["value"] == pytest.approx(finals["final_metric"].min())
     assert rec.manifest["seed"] == 0 and rec.manifest["searcher"]["type"] == "random"
     assert rec.manifest["spec"]["scheduler"]["type"] == "asha"
+    sugg = rec.suggestions  # one row per searcher call, timed
+    assert set(rec.trials["trial_id"]) <= set(sugg["trial_id"]) and (sugg["suggest_s"] >= 0).all()
     # A second run of the same name gets a new version; the first is untouched; its searcher
     # starts from the first run's trials (warm start from a record).
     spec2 = _spec(tmp_path, num_samples=2, searcher={"type": "random", "warm_start": f"quad@v{out.version}"})

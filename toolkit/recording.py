@@ -65,9 +65,26 @@ class RecordingCallback(Callback):
         self.interrupted: Any = None  # toolkit.interrupt.InterruptStopper: is_set() after Ctrl-C
         self._t0 = time.time()
 
+    def time_suggestions(self, searcher: Any) -> None:
+        """Record one row per suggestion: when, how long the searcher took, what it knew."""
+        suggest = searcher.suggest
+
+        def timed_suggest(trial_id: str):
+            t = time.perf_counter()
+            config = suggest(trial_id)
+            self.suggestions.append({
+                "trial_id": trial_id, "time_s": round(time.time() - self._t0, 6),
+                "suggest_s": time.perf_counter() - t,
+                "n_observed": len(getattr(searcher, "observations", ())),
+                "n_pending": len(getattr(searcher, "live", ())),
+                "finished": not isinstance(config, dict),
+            })
+            return config
+
+        searcher.suggest = timed_suggest
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, time.time())
-        self.suggestions.append({"trial_id": trial.trial_id, "time_s": round(time.time() - self._t0, 6)})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self.histories.setdefault(trial.trial_id, []).append(metric_row(result))

@@ -240,12 +240,14 @@ def run_experiment(
         stoppers = [interrupt]
         if spec.stop.max_iterations:
             stoppers.append(MaximumIterationStopper(spec.stop.max_iterations))
+        searcher = make_searcher(spec)
+        recorder.time_suggestions(searcher)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 metric=spec.metric,
                 mode=spec.mode,
-                search_alg=make_searcher(spec),
+                search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=spec.num_samples,
                 max_concurrent_trials=spec.max_concurrent,
@@ -274,11 +276,13 @@ def run_experiment(
             writer.flush()
         except BaseException:
             writer.flush()
+            writer.add_suggestions(recorder.suggestions)
             writer.finish("failed", recorder.best())
             raise
         if status == "completed" and recorder.rows and all(r["status"] == "ERROR" for r in recorder.rows):
             status = "failed"
         best = recorder.best()
+        writer.add_suggestions(recorder.suggestions)
         path = writer.finish(status, best)
         rows = recorder.rows
         return RunOutcome(status, best, Path(path), writer.version, len(rows),
