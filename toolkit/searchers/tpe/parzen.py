@@ -157,6 +157,7 @@ class ParzenEstimator:
         prior_weight: float = 1.0,
         bandwidth: str = "neighbour",
         bandwidth_factor: float = 1.0,
+        categorical_smoothing: float | None = None,
     ) -> None:
         self.dims = dims
         n = X.shape[0]
@@ -203,13 +204,20 @@ class ParzenEstimator:
             self._q = np.vstack([-0.5 * inv.T, (mu * inv).T])
             self._base = self.log_w - (0.5 * mu * mu * inv + np.log(sigma) + log_z + _LOG_SQRT_2PI).sum(axis=1)
         # Categorical kernels: one-hot plus pseudo-count prior_weight / kernels per option, so
-        # smoothing fades as evidence grows (Optuna's rule); the prior component is uniform.
+        # smoothing fades as evidence grows (Optuna's rule), or, with `categorical_smoothing`
+        # = beta, a fixed 1 - beta on the observed option and beta spread over the others
+        # (an Aitchison-Aitken kernel); the prior component is uniform.
         self.cat_logp = []
         for i in self.cat:
             c = dims[i].n_options
-            p = np.full((k, c), prior_weight / k)
-            if n:
-                p[np.arange(n), X[:, i].astype(int)] += 1.0
+            if categorical_smoothing is None or c == 1:
+                p = np.full((k, c), prior_weight / k)
+                if n:
+                    p[np.arange(n), X[:, i].astype(int)] += 1.0
+            else:
+                p = np.full((k, c), categorical_smoothing / (c - 1))
+                if n:
+                    p[np.arange(n), X[:, i].astype(int)] = 1.0 - categorical_smoothing
             p[n] = 1.0
             self.cat_logp.append(np.log(p / p.sum(axis=1, keepdims=True)))
 
