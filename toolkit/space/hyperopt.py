@@ -14,7 +14,7 @@ the multiples of q inside the bounds.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from toolkit.space.params import Categorical, Float, Int, Normal, SpaceError
 from toolkit.space.space import Param, SearchSpace
@@ -158,7 +158,7 @@ def from_hyperopt(hp_space: Any) -> SearchSpace:
 
 
 # ---------------------------------------------------------------------- ours -> hyperopt
-def _to_hp(p: Param, params: Iterator[Param], build) -> Any:
+def _to_hp(p: Param, build) -> Any:
     from hyperopt import hp
     from hyperopt.pyll import scope
 
@@ -203,7 +203,7 @@ def to_hyperopt(space: SearchSpace) -> dict:
         if isinstance(node, (Float, Int, Normal, Categorical)):
             p = next(params)
             assert p.dist is node, (p.key, node)
-            return _to_hp(p, params, build)
+            return _to_hp(p, build)
         return node
 
     return build(space.definition)
