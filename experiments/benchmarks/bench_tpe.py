@@ -326,10 +326,15 @@ def report(args: argparse.Namespace) -> str:
         lines.append(H.summarize(eight, [budget], problems))
         others = [p for p in degr if p != OURS_LABEL]
         peer_loss = min(degr[p] for p in others)
+        verdicts = [
+            f"{'met' if degr[OURS_LABEL] <= degr[p] + 1e-9 else f'missed by {degr[OURS_LABEL] - degr[p]:.3f}'} vs {p}"
+            for p in others
+        ]
         targets.append(
             f"- Batch 8 degradation (mean log10 regret ratio vs batch 1): ours {degr[OURS_LABEL]:+.3f}; peers "
             + ", ".join(f"{p} {degr[p]:+.3f}" for p in others)
-            + (" -> **met**" if degr[OURS_LABEL] <= peer_loss + 1e-9 else f" -> missed by {degr[OURS_LABEL] - peer_loss:.3f} vs the best peer")
+            + " -> " + "; ".join(verdicts)
+            + ("" if degr[OURS_LABEL] <= peer_loss + 1e-9 else " (**missed** on the strict reading)")
         )
     tm = _load("timing")
     if tm:
@@ -367,7 +372,8 @@ def report(args: argparse.Namespace) -> str:
         "",
         "- Scope, to fit about 25 minutes on a shared 2-core machine: Ray's wrappers run on 4 of the",
         "  9 synthetic problems; batch 8 on 4 problems with the TPE peers that have a notion of",
-        "  pending trials or ignore them (hyperopt ignores them, Optuna's default lies); digits with 3 seeds.",
+        "  pending trials or ignore them (hyperopt ignores them, Optuna's default lies); digits with few",
+        "  seeds (see its heading). The whole command takes about 15 minutes of wall time here.",
         "- Batch k: the harness asks k configs before telling any result, then tells the oldest and asks",
         "  again, so k - 1 trials are always pending when a suggestion is made (k workers, equal run times).",
         "  Batch 1 figures are the sequential runs of the first section (same seeds, same budget).",
