@@ -273,6 +273,18 @@ def test_warm_start_skips_the_initial_design():
     assert t._theta is not None
 
 
+def test_cap_rule_keeps_best_half_and_a_spread_of_the_rest():
+    from toolkit.searchers.gp.searcher import keep_rule
+
+    y = np.random.default_rng(0).standard_normal(500)
+    keep = keep_rule(y, 128)
+    assert len(keep) == 128 and len(set(keep)) == 128
+    assert set(np.argsort(y)[:64]) <= set(keep)  # the 64 best are always modelled
+    rest = np.setdiff1d(keep, np.argsort(y)[:64])
+    assert rest.min() < 25 and rest.max() > 475  # the others span the whole history
+    assert np.array_equal(keep_rule(y[:100], 128), np.arange(100))
+
+
 # ---------------------------------------------------------------------- optimisation quality
 def _branin_regrets(make, seeds, budget=40):
     out = []

@@ -77,7 +77,7 @@ class GPSearcher(SpaceSearcher):
         failed: str = "worst",
         n_candidates: int = 1024,
         n_starts: int = 8,
-        max_fit_points: int = 200,
+        max_fit_points: int = 128,
         max_points: int = 600,
         min_distance: float = 1e-3,
         budget_attr: str = "training_iteration",
