@@ -248,11 +248,12 @@ def test_no_duplicates_on_six_point_space_until_exhausted():
 
 
 def test_pending_trials_spread_out():
-    # Eight suggestions with no result back: the constant liar keeps them apart.
-    def spread(liar):
+    # Eight suggestions with no result back: the constant liar keeps them apart at the
+    # default (light) weight of a lie, and a lighter lie spreads them less.
+    def spread(liar, liar_weight=0.3):
         dists = []
         for seed in range(6):
-            s = TPESearcher(BRANIN, "loss", "min", seed=seed, n_startup=10, liar=liar)
+            s = TPESearcher(BRANIN, "loss", "min", seed=seed, n_startup=10, liar=liar, liar_weight=liar_weight)
             for i in range(20):
                 c = s.suggest(f"a{i}")
                 s.on_trial_complete(f"a{i}", {"loss": branin(c)})
@@ -261,7 +262,9 @@ def test_pending_trials_spread_out():
             dists.append(d.min(axis=1).mean())
         return float(np.mean(dists))
 
-    assert spread("bad") > 1.2 * spread(None)
+    default = spread("bad")
+    assert default > 1.2 * spread(None)
+    assert default > 1.2 * spread("bad", liar_weight=0.1)
 
 
 # ---------------------------------------------------------------------- state
@@ -351,6 +354,8 @@ def test_bad_options_rejected():
         TPESearcher(gamma=1.5)
     with pytest.raises(ValueError):
         TPESearcher(bandwidth="silverman")
+    with pytest.raises(ValueError):
+        TPESearcher(liar_weight=0.0)
     with pytest.raises(TypeError):
         TPESearcher(n_ei_candidates=24)
 

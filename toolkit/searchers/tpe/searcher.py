@@ -7,7 +7,8 @@ The algorithm (Bergstra et al., 2011), with what hyperopt, Optuna and BOHB learn
   (Optuna's cap, so l(x) stays sharp in long runs); Optuna's 10% and hyperopt's 0.25 sqrt(n)
   are options. hyperopt's rule is greedier early and lost on our benchmark. Failed trials and trials still running
   count as "bad": a region that crashes should not attract more trials, and a running trial's
-  neighbourhood should not get the next suggestion either (Optuna's "constant liar");
+  neighbourhood should not get the next suggestion either (Optuna's "constant liar", here
+  with a running trial weighing 0.3 of a finished one, which lost less at 8 in flight);
 - estimators: truncated Gaussian kernels in the internal (log) scale with a prior component,
   hyperopt's neighbour-distance bandwidth with Optuna's magic clip, bin masses for discrete
   values (Optuna), categorical kernels with a fixed smoothing (an Aitchison-Aitken kernel,
@@ -56,6 +57,9 @@ class TPESearcher(SpaceSearcher):
             early category on our mixed problem (chosen on tuning seeds, see the benchmark).
         liar: how in-flight trials enter the model: "bad" (count as bad observations, a
             constant liar with the worst value) or None (ignored).
+        liar_weight: the weight of one in-flight trial in g(x) relative to a finished one
+            (0.3; Optuna's lies weigh 1). Lighter lies lost less at 8 in flight on our
+            benchmark's tuning seeds and still keep pending suggestions apart.
         failed_as_bad: count failed / NaN / inf trials as bad observations (True).
         fit_budget: fit on the results reported at this budget (e.g. training_iteration)
             instead of final results; the multi-fidelity scheduler sets it (BOHB style).
@@ -80,6 +84,7 @@ class TPESearcher(SpaceSearcher):
         bandwidth: str = "neighbour",
         categorical_smoothing: float | None = 0.4,
         liar: str | None = "bad",
+        liar_weight: float = 0.3,
         failed_as_bad: bool = True,
         fit_budget: float | None = None,
         budget_attr: str = "training_iteration",
@@ -90,8 +95,8 @@ class TPESearcher(SpaceSearcher):
             raise ValueError(f"bandwidth must be 'neighbour' or 'scott', got {bandwidth!r}")
         if liar not in ("bad", None):
             raise ValueError(f"liar must be 'bad' or None, got {liar!r}")
-        if n_candidates < 1 or n_startup < 0 or prior_weight <= 0:
-            raise ValueError("need n_candidates >= 1, n_startup >= 0 and prior_weight > 0")
+        if n_candidates < 1 or n_startup < 0 or prior_weight <= 0 or liar_weight <= 0:
+            raise ValueError("need n_candidates >= 1, n_startup >= 0, prior_weight > 0 and liar_weight > 0")
         super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr)
         self.n_startup = int(n_startup)
         self.startup = startup
@@ -104,6 +109,7 @@ class TPESearcher(SpaceSearcher):
             raise ValueError(f"categorical_smoothing must be in (0, 1), got {categorical_smoothing}")
         self.categorical_smoothing = categorical_smoothing
         self.liar = liar
+        self.liar_weight = float(liar_weight)
         self.failed_as_bad = bool(failed_as_bad)
         self.fit_budget = fit_budget
         # The design's scrambling seed comes from the searcher's one RNG, so a seeded searcher
@@ -232,8 +238,10 @@ class TPESearcher(SpaceSearcher):
             bad_parts.append(np.flatnonzero(~ok))
         bad = np.sort(np.concatenate(bad_parts))
         X_good, X_bad = X[good], X[bad]
-        if self.liar == "bad" and pending:
-            # In-flight trials are the newest "bad" observations (Optuna's constant liar).
+        n_lies = len(pending) if self.liar == "bad" else 0
+        if n_lies:
+            # In-flight trials are the newest "bad" observations (Optuna's constant liar),
+            # each weighing `liar_weight` of a real one (see _model_point's g below).
             X_bad = np.vstack([X_bad] + [self._row(f) for f in pending])
 
         chosen: Flat = {}
@@ -245,11 +253,24 @@ class TPESearcher(SpaceSearcher):
             lg = X_good[:, group]
             lg = lg[~np.isnan(lg[:, 0])]
             bg = X_bad[:, group]
-            bg = bg[~np.isnan(bg[:, 0])]
+            keep = ~np.isnan(bg[:, 0])
+            bg = bg[keep]
+            bw = recency_weights(len(bg))
+            if n_lies:
+                # The lies are the last rows of X_bad. Running trials sit where l(x) is
+                # high, so 7 full-weight lies lift g(x) over the whole good region and push
+                # suggestions out of it; lighter lies still keep suggestions off each other.
+                # At 8 in flight on tuning seeds (0-23, 100-131; 56 runs per problem, branin,
+                # hartmann6, levy4, mixed) the mean log10 regret ratio batch 8 / batch 1 was
+                # +0.51 at weight 1, +0.46 with no liar, +0.39 at 0.1 and +0.38 at 0.3; 0.3
+                # keeps pending suggestions almost as far apart as weight 1 (tests).
+                kept_lies = int(keep[len(keep) - n_lies:].sum())
+                if kept_lies:
+                    bw[len(bw) - kept_lies:] *= self.liar_weight
             opts = dict(prior_weight=self.prior_weight, bandwidth=self.bandwidth,
                         categorical_smoothing=self.categorical_smoothing)
             l_est = ParzenEstimator(sub, lg, recency_weights(len(lg)), **opts)
-            g_est = ParzenEstimator(sub, bg, recency_weights(len(bg)), **opts)
+            g_est = ParzenEstimator(sub, bg, bw, **opts)
             cands = l_est.sample(self.rng, self.n_candidates)
             score = l_est.log_pdf(cands) - g_est.log_pdf(cands)
             best = cands[int(np.argmax(score))]
