@@ -34,8 +34,23 @@ def _finite(where: str, name: str, value: Any) -> float:
     return out
 
 
+class _LinearUnit:
+    """Unit scale = the internal scale stretched linearly over `internal_bounds`."""
+
+    def to_unit(self, value: Any) -> float:
+        lo, hi = self.internal_bounds  # type: ignore[attr-defined]
+        return (self.to_internal(value) - lo) / (hi - lo)  # type: ignore[attr-defined]
+
+    def from_unit(self, u: float) -> Any:
+        lo, hi = self.internal_bounds  # type: ignore[attr-defined]
+        return self.from_internal(lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo))  # type: ignore[attr-defined]
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.from_unit(rng.random())
+
+
 @dataclass(frozen=True)
-class Float:
+class Float(_LinearUnit):
     """A real in [low, high]; `log` samples uniformly in log space; `q` rounds to multiples of q."""
 
     low: float
@@ -93,17 +108,6 @@ class Float:
             v = self._round_q(v)
         return float(min(max(v, self.low), self.high)) if self.q is None else v
 
-    def to_unit(self, value: float) -> float:
-        lo, hi = self.internal_bounds
-        return (self.to_internal(value) - lo) / (hi - lo)
-
-    def from_unit(self, u: float) -> float:
-        lo, hi = self.internal_bounds
-        return self.from_internal(lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo))
-
-    def sample(self, rng: np.random.Generator) -> float:
-        return self.from_unit(rng.random())
-
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             return False
@@ -111,7 +115,7 @@ class Float:
 
 
 @dataclass(frozen=True)
-class Int:
+class Int(_LinearUnit):
     """An integer in [low, high] (both inclusive) on a grid low, low+step, ...; `log` for scale."""
 
     low: int
@@ -160,17 +164,6 @@ class Int:
         k = round((v - self.low) / self.step)
         k = min(max(k, 0), self.n_values - 1)
         return int(self.low + k * self.step)
-
-    def to_unit(self, value: int) -> float:
-        lo, hi = self.internal_bounds
-        return (self.to_internal(value) - lo) / (hi - lo)
-
-    def from_unit(self, u: float) -> int:
-        lo, hi = self.internal_bounds
-        return self.from_internal(lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo))
-
-    def sample(self, rng: np.random.Generator) -> int:
-        return self.from_unit(rng.random())
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
