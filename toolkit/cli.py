@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except SpecError as e:
-        print(f"tunekit: {e}", file=sys.stderr)
+        for line in e.lines():
+            print(f"tunekit: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tunekit: interrupted", file=sys.stderr)

@@ -73,18 +73,16 @@ def _concurrency(spec: ExperimentSpec, cluster: dict[str, float]) -> tuple[int, 
 
 
 def searcher_settings(spec: ExperimentSpec) -> dict[str, Any]:
-    out = {"type": spec.searcher.type, "seed": spec.seed, **spec.searcher.options}
-    if spec.searcher.warm_start:
-        out["warm_start"] = list(spec.searcher.warm_start)
-    return out
+    """Every option of the searcher in effect, defaults included."""
+    return {**spec.searcher.model_dump(mode="json"), "seed": spec.seed}
 
 
 def scheduler_settings(spec: ExperimentSpec) -> dict[str, Any]:
-    sch = spec.scheduler
-    if sch.type == "fifo":
-        return {"type": "fifo"}
-    return {"type": "asha", "time_attr": "training_iteration", "max_t": spec.stop.max_iterations,
-            "grace_period": sch.grace_period, "reduction_factor": sch.reduction_factor, "brackets": sch.brackets}
+    """Every option of the scheduler in effect, defaults included (and its horizon)."""
+    out = spec.scheduler.model_dump(mode="json")
+    if spec.scheduler.needs_max_iterations:
+        out.update(time_attr="training_iteration", max_t=spec.stop.max_iterations)
+    return out
 
 
 def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None) -> Plan:
@@ -97,18 +95,9 @@ def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None) -> Plan:
 
 def make_searcher(spec: ExperimentSpec):
     """Our searcher for the spec, holding the typed space (Tune then needs no param_space)."""
-    from toolkit import searchers
+    from toolkit.searchers import build_searcher
 
-    classes = {"random": searchers.RandomSearcher}
-    if hasattr(searchers, "TPESearcher"):
-        classes["tpe"] = searchers.TPESearcher
-    if hasattr(searchers, "GPSearcher"):
-        classes["gp"] = searchers.GPSearcher
-    kind = spec.searcher.type
-    if kind not in classes:
-        raise ValueError(f"searcher {kind!r} is not available in this version of tunekit")
-    searcher = classes[kind](space=spec.search_space(), metric=spec.metric, mode=spec.mode, seed=spec.seed,
-                             **spec.searcher.options)
+    searcher = build_searcher(spec.searcher, spec.search_space(), spec.metric, spec.mode, spec.seed)
     for ref in spec.searcher.warm_start:
         searcher.warm_start(record_points(ref, spec))
     return searcher
@@ -228,9 +217,7 @@ def run_experiment(
         )
         from toolkit.schedulers import build_scheduler
 
-        sch = spec.scheduler
-        scheduler = build_scheduler(sch.type, spec.stop.max_iterations, sch.grace_period, sch.reduction_factor,
-                                    sch.brackets)
+        scheduler = build_scheduler(spec.scheduler, spec.metric, spec.mode, spec.stop.max_iterations)
         from ray.tune.stopper import CombinedStopper, MaximumIterationStopper
 
         from toolkit.interrupt import InterruptStopper, catch_sigint
@@ -244,9 +231,7 @@ def run_experiment(
         recorder.time_suggestions(searcher)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(
-                metric=spec.metric,
-                mode=spec.mode,
+            tune_config=tune.TuneConfig(  # metric and mode are set on the searcher and the scheduler
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=spec.num_samples,

@@ -7,19 +7,34 @@ Every validation error names the field (dotted path) and the problem, e.g.
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from toolkit.schedulers.options import DEFAULT_SCHEDULER, SCHEDULER_OPTIONS
+from toolkit.searchers.options import DEFAULT_SEARCHER, SEARCHER_OPTIONS
 from toolkit.space import SearchSpace, SpaceError, parse_space
 
-SEARCHERS = ("random", "tpe", "gp")
-SCHEDULERS = ("fifo", "asha")
 DEFAULT_STORAGE = "./tunekit-results"
+# The spec sections that are discriminated unions over a registry of typed option models.
+SECTIONS: dict[str, tuple[dict[str, type[BaseModel]], str]] = {
+    "searcher": (SEARCHER_OPTIONS, DEFAULT_SEARCHER),
+    "scheduler": (SCHEDULER_OPTIONS, DEFAULT_SCHEDULER),
+}
+
+
+def _tagged_union(registry: Mapping[str, type[BaseModel]]) -> Any:
+    """`registry`'s models as one pydantic union, chosen by their `type` field."""
+    return Annotated[Union[tuple(registry.values())], Field(discriminator="type")]  # noqa: UP007
+
+
+SearcherSection = _tagged_union(SEARCHER_OPTIONS)
+SchedulerSection = _tagged_union(SCHEDULER_OPTIONS)
 
 
 class SpecError(ValueError):
@@ -27,42 +42,16 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[tuple[str, str]], source: str | None = None) -> None:
         self.problems = problems
-        head = f"invalid experiment spec{f' {source}' if source else ''}:"
-        super().__init__("\n".join([head] + [f"  {f}: {m}" if f else f"  {m}" for f, m in problems]))
+        self.source = source
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per problem: `field: problem`."""
+        return [f"{f}: {m}" if f else m for f, m in self.problems]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SearcherSpec(_Strict):
-    """`searcher: tpe` or `searcher: {type: tpe, n_startup_trials: 10, warm_start: [digits@v3]}`.
-
-    Extra keys are the searcher's own options; `warm_start` names earlier records whose trials
-    the searcher learns from before its first suggestion.
-    """
-
-    model_config = ConfigDict(extra="allow")
-    type: Literal["random", "tpe", "gp"] = "random"
-    warm_start: list[str] = []
-
-    @field_validator("warm_start", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class SchedulerSpec(_Strict):
-    """`scheduler: asha` or `scheduler: {type: asha, grace_period: 1, reduction_factor: 3}`."""
-
-    type: Literal["fifo", "asha"] = "fifo"
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(3.0, gt=1)
-    brackets: int = Field(1, ge=1)
 
 
 class Resources(_Strict):
@@ -102,8 +91,8 @@ class ExperimentSpec(_Strict):
     metric: str
     mode: Literal["min", "max"]
     param_space: dict[str, Any]
-    searcher: SearcherSpec = SearcherSpec()
-    scheduler: SchedulerSpec = SchedulerSpec()
+    searcher: SearcherSection = Field(default_factory=SEARCHER_OPTIONS[DEFAULT_SEARCHER])
+    scheduler: SchedulerSection = Field(default_factory=SCHEDULER_OPTIONS[DEFAULT_SCHEDULER])
     num_samples: int = Field(8, ge=1)
     max_concurrent: int | None = Field(None, ge=1)
     resources_per_trial: Resources = Resources()
@@ -133,20 +122,20 @@ class ExperimentSpec(_Strict):
             raise ValueError(f"must be an import path like 'trainables.digits:DigitsCNN', got {v!r}")
         return v
 
-    @field_validator("searcher", mode="before")
+    @field_validator("searcher", "scheduler", mode="before")
     @classmethod
-    def _searcher_shorthand(cls, v: Any) -> Any:
-        return {"type": v} if isinstance(v, str) else v
-
-    @field_validator("scheduler", mode="before")
-    @classmethod
-    def _scheduler_shorthand(cls, v: Any) -> Any:
-        return {"type": v} if isinstance(v, str) else v
+    def _shorthand(cls, v: Any, info: Any) -> Any:
+        """`searcher: tpe` is `{type: tpe}`; a section without `type` is the default type."""
+        if isinstance(v, str):
+            return {"type": v}
+        if isinstance(v, Mapping) and "type" not in v:
+            return {"type": SECTIONS[info.field_name][1], **v}
+        return v
 
     @model_validator(mode="after")
-    def _asha_needs_a_horizon(self) -> "ExperimentSpec":
-        if self.scheduler.type == "asha" and self.stop.max_iterations is None:
-            raise ValueError("scheduler asha needs stop.max_iterations (its max_t)")
+    def _scheduler_horizon(self) -> "ExperimentSpec":
+        if self.scheduler.needs_max_iterations and self.stop.max_iterations is None:
+            raise ValueError(f"scheduler {self.scheduler.type} needs stop.max_iterations (its max_t)")
         return self
 
     # ------------------------------------------------------------------ resolution
@@ -161,10 +150,7 @@ class ExperimentSpec(_Strict):
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in (what actually runs)."""
-        out = self.model_dump(mode="json")
-        out["searcher"] = {"type": self.searcher.type, "warm_start": self.searcher.warm_start,
-                           **self.searcher.options}
-        return out
+        return self.model_dump(mode="json")
 
 
 def import_trainable(path: str) -> type:
@@ -210,13 +196,59 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str] | None) -> dict
     return out
 
 
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _option_hint(word: str, kind: str, registry: Mapping[str, type[BaseModel]]) -> str:
+    fields = [f for f in registry[kind].model_fields if f != "type"]
+    prefixed = [f for f in fields if f.startswith(word) or word.startswith(f)]
+    if len(prefixed) == 1:
+        return f" (did you mean {prefixed[0]}?)"
+    others = {f: other for other, model in reversed(list(registry.items())) if other != kind
+              for f in model.model_fields if f not in fields}
+    close = difflib.get_close_matches(word, fields + list(others), n=1)
+    if close and close[0] in others:  # e.g. `searcher: {n_startup: 5}` without `type: tpe`
+        if close[0] == word:
+            return f" ({word} is an option of {others[word]}: set the type)"
+        return f" (did you mean {close[0]}, an option of {others[close[0]]}? set the type)"
+    if close:
+        return f" (did you mean {close[0]}?)"
+    return f" (options: {', '.join(fields)})"
+
+
+def _section_problem(e: Any) -> tuple[str, str] | None:
+    """A problem inside `searcher:` / `scheduler:`, worded for that section's type."""
+    loc = list(e["loc"])
+    name = loc[0]
+    registry, _ = SECTIONS[name]
+    if e["type"] == "union_tag_invalid":
+        tag = e.get("ctx", {}).get("tag", e.get("input"))
+        return (f"{name}.type", f"unknown {name} {tag!r}{_did_you_mean(tag, registry)}; "
+                                f"choose from: {', '.join(registry)}")
+    if len(loc) < 2 or loc[1] not in registry:
+        return None
+    kind = loc.pop(1)  # pydantic puts the union member's tag in the path: drop it
+    where = ".".join(str(p) for p in loc)
+    if e["type"] == "extra_forbidden" and len(loc) == 2:
+        return where, f"unknown option for {kind}{_option_hint(str(loc[1]), kind, registry)}"
+    return where, e["msg"].removeprefix("Value error, ")
+
+
 def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for e in err.errors():
+        if e["loc"] and e["loc"][0] in SECTIONS:
+            problem = _section_problem(e)
+            if problem is not None:
+                problems.append(problem)
+                continue
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown field"
+            known = ExperimentSpec.model_fields if len(e["loc"]) == 1 else ()
+            msg = "unknown field" + _did_you_mean(e["loc"][-1], known)
         elif e["type"] == "missing":
             msg = "required field is missing"
         problems.append((loc, msg))

@@ -1,24 +1,49 @@
-"""Trial schedulers: FIFO and ASHA now (Ray's own; no reason to rewrite them), BOHB later."""
+"""Trial schedulers and their registry.
+
+`SCHEDULER_BUILDERS` maps a type name to a function building that scheduler from its typed
+options (`toolkit.schedulers.options.SCHEDULER_OPTIONS[type]`); `build_scheduler` is the one
+factory the runner uses. Ray loads on first use, so that the spec can import
+`toolkit.schedulers.options` without importing Ray.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from toolkit.schedulers.options import SCHEDULER_OPTIONS, FIFOOptions, RayASHAOptions, SchedulerOptions
 
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
 
-def build_scheduler(kind: str, max_t: int | None, grace_period: int = 1, reduction_factor: float = 3.0,
-                    brackets: int = 1, time_attr: str = "training_iteration") -> TrialScheduler:
-    """The scheduler a spec names; metric/mode come from `tune.TuneConfig`."""
-    if kind == "fifo":
-        return FIFOScheduler()
-    if kind == "asha":
-        if max_t is None:
-            raise ValueError("ASHA needs max_t (stop.max_iterations)")
-        return ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=min(grace_period, max_t),
-                             reduction_factor=reduction_factor, brackets=brackets)
-    raise ValueError(f"unknown scheduler {kind!r}")
+__all__ = ["SCHEDULER_BUILDERS", "SCHEDULER_OPTIONS", "build_scheduler"]
 
 
-def describe_scheduler(kind: str, **settings: Any) -> dict[str, Any]:
-    return {"type": kind, **settings}
+def _fifo(options: FIFOOptions, metric: str, mode: str, max_t: int | None) -> TrialScheduler:
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+def _ray_asha(options: RayASHAOptions, metric: str, mode: str, max_t: int | None) -> TrialScheduler:
+    from ray.tune.schedulers import ASHAScheduler
+
+    if max_t is None:
+        raise ValueError("ASHA needs max_t (stop.max_iterations)")
+    return ASHAScheduler(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_t,
+                         grace_period=min(options.grace_period, max_t), reduction_factor=options.reduction_factor,
+                         brackets=options.brackets)
+
+
+# One entry per scheduler type: (options, metric, mode, max_t) -> TrialScheduler.
+SCHEDULER_BUILDERS: dict[str, Callable[..., TrialScheduler]] = {
+    "fifo": _fifo,
+    "asha": _ray_asha,
+}
+
+
+def build_scheduler(options: SchedulerOptions, metric: str, mode: str, max_t: int | None) -> TrialScheduler:
+    """The scheduler a spec's `scheduler:` section describes, set for `metric` / `mode`.
+
+    The runner therefore passes no metric/mode to `tune.TuneConfig` (Ray refuses both).
+    """
+    return SCHEDULER_BUILDERS[options.type](options, metric, mode, max_t)
