@@ -16,13 +16,18 @@ from toolkit.results.export import export
 from toolkit.results.report import PLOTS, write_report
 
 
-def make(root, name="exp", n=40, iters=6, seed=0, mode="min", env=None, spec_change=None, data=None):
+def make(root, name="exp", n=40, iters=6, seed=0, mode="min", env=None, spec_change=None, data=None, code=None,
+         space=None):
     man = synthetic.manifest(name, seed, environment=env)
     man["mode"] = mode
     if spec_change:
         man["resolved_spec"].update(spec_change)
     if data is not None:
         man["data"] = data
+    if code is not None:
+        man["code"] = code
+    if space is not None:
+        man["space"] = space
     w = RecordWriter(root, name, man)
     for trial, history in synthetic.sweep(n, iters, seed=seed):
         w.add_trial(trial, history)
@@ -104,24 +109,30 @@ def test_importance_with_too_few_trials_says_so(tmp_path):
 
 
 def test_compare_reports_setup_differences_and_metric_deltas(tmp_path):
-    env_a = {"python": {"version": "3.11.7"}, "versions": {"torch": "2.13.0"}, "git": {"commit": "aaa", "dirty": False},
-             "packages": ["numpy==2.4.6", "torch==2.13.0"]}
+    env_a = {"python": {"version": "3.11.7"}, "versions": {"torch": "2.13.0"},
+             "packages": ["numpy==2.4.6", "torch==2.13.0"], "env_vars": {"TUNEKIT_STORAGE": "/a"}}
     env_b = {"python": {"version": "3.11.7"}, "versions": {"torch": "2.14.0"},
-             "git": {"commit": "bbb", "dirty": True, "diff_sha256": "f00"},
-             "packages": ["numpy==2.4.6", "torch==2.14.0", "newpkg==1.0"]}
-    a = make(tmp_path, n=20, seed=0, env=env_a)
+             "packages": ["numpy==2.4.6", "torch==2.14.0", "newpkg==1.0"], "env_vars": {"TUNEKIT_STORAGE": "/b"}}
+    code_a = {"trainable": "m:T", "file": "/x/m.py", "file_sha256": "1" * 64, "status": "git",
+              "git": {"root": "/x", "commit": "aaa", "dirty": False}}
+    code_b = {"trainable": "m:T", "file": "/y/m.py", "file_sha256": "2" * 64, "status": "git",
+              "git": {"root": "/y", "commit": "bbb", "dirty": True, "diff_sha256": "f00"}}
+    a = make(tmp_path, n=20, seed=0, env=env_a, code=code_a)
     b = make(tmp_path, n=30, seed=1, env=env_b, spec_change={"num_samples": 30},
-             data={"fingerprint": "sha256:other", "description": "x"})
+             data={"fingerprint": "sha256:other", "description": "x"}, code=code_b)
     c = compare("exp@v1", "exp@v2", root=tmp_path)
     assert (c.a, c.b) == ("exp@v1", "exp@v2")
     assert ("num_samples", None, 30) in c.spec
     assert any(p == "seed" for p, _, _ in c.search)
     assert ("fingerprint", "sha256:synthetic", "sha256:other") in c.data
-    assert ("commit", "aaa", "bbb") in c.code and ("dirty", False, True) in c.code
+    assert ("git.commit", "aaa", "bbb") in c.code and ("git.dirty", False, True) in c.code
+    assert ("file_sha256", "1" * 64, "2" * 64) in c.code
+    assert not any("root" in p or p == "file" for p, _, _ in c.code)  # paths differ between machines
     env = {p: (x, y) for p, x, y in c.environment}
     assert env["versions.torch"] == ("2.13.0", "2.14.0")
     assert env["packages.newpkg"] == (None, "1.0") and env["packages.torch"] == ("2.13.0", "2.14.0")
     assert "packages.numpy" not in env and "python.version" not in env
+    assert "env_vars.TUNEKIT_STORAGE" not in env  # where records are stored changes no result
     ma, mb = a.trials["final_metric"], b.trials["final_metric"]
     assert c.metrics["a"]["best"] == ma.min() and c.metrics["b"]["best"] == mb.min()
     assert c.metrics["delta"]["best"] == pytest.approx(mb.min() - ma.min())
@@ -132,6 +143,18 @@ def test_compare_reports_setup_differences_and_metric_deltas(tmp_path):
     json.dumps(c.to_dict(), default=str)
     same = compare(a, a)
     assert same.identical_setup and not same.environment and same.metrics["delta"]["best"] == 0
+
+
+def test_compare_says_data_unknown_when_neither_record_has_a_fingerprint(tmp_path):
+    make(tmp_path, n=6, data={})
+    make(tmp_path, n=6, seed=1, data={})
+    c = compare("exp@v1", "exp@v2", root=tmp_path)
+    assert not c.data_known and not c.data
+    text = c.to_text()
+    assert "data: unknown" in text and "data: identical" not in text
+    make(tmp_path, n=6, seed=2)  # has a fingerprint: now the difference is known
+    c = compare("exp@v1", "exp@v3", root=tmp_path)
+    assert c.data_known and ("fingerprint", None, "sha256:synthetic") in c.data
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])

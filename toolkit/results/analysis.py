@@ -1,28 +1,52 @@
-"""The analyses people otherwise write by hand on top of a record's tables."""
+"""The analyses people otherwise write by hand on top of a record's tables.
+
+They work on any `Sweep` (trials and metrics tables plus the metric and its mode), so they
+know nothing of how records are stored or loaded.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
+from toolkit.results.objective import sign
 from toolkit.results.tables import CONFIG_PREFIX
 
-if TYPE_CHECKING:
-    from toolkit.results.record import Record
+
+class Sweep(Protocol):
+    """What the analyses read: a `Record` is one."""
+
+    trials: pd.DataFrame
+    metrics: pd.DataFrame
+
+    @property
+    def metric(self) -> str | None: ...
+
+    @property
+    def mode(self) -> str: ...
+
 
 SCOPES = {"last": "final_metric", "best": "best_metric"}
 _MAX_IMPORTANCE_TRIALS = 2000  # RF cost grows ~n log n; a 2000-trial sample ranks params fine
 _MIN_IMPORTANCE_TRIALS = 8
 
 
-def _sign(mode: str) -> float:
-    return -1.0 if mode == "max" else 1.0
+def best_value(values: pd.Series, mode: str) -> float | None:
+    """The best of ``values`` by ``mode`` (NaN ignored); None when there is none."""
+    v = pd.to_numeric(values, errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+    return float(sign(mode) * (sign(mode) * v).min()) if len(v) else None
 
 
-def trial_values(rec: "Record", scope: str = "last") -> pd.Series:
+def best_index(values: pd.Series, mode: str):
+    """Index label of the best of ``values`` (first on ties); None when all are NaN."""
+    v = pd.to_numeric(values, errors="coerce")
+    return (sign(mode) * v).idxmin() if v.notna().any() else None
+
+
+def trial_values(rec: "Sweep", scope: str = "last") -> pd.Series:
     """One objective value per trial (aligned with ``rec.trials``).
 
     ``scope="last"``: the metric at the trial's last reported iteration (Ray Tune's default);
@@ -39,21 +63,21 @@ def trial_values(rec: "Record", scope: str = "last") -> pd.Series:
         if scope == "last":
             per = m.sort_values("training_iteration").groupby("trial_id")[metric].last()
         else:
-            g = m.groupby("trial_id")[metric]
-            per = g.max() if rec.mode == "max" else g.min()
+            per = (sign(rec.mode) * m[metric]).groupby(m["trial_id"]).min() * sign(rec.mode)
         vals = vals.fillna(t["trial_id"].map(per))
     vals = vals.astype(float).replace([np.inf, -np.inf], np.nan)
     return vals.rename("value")
 
 
-def best(rec: "Record", k: int = 1, scope: str = "last") -> pd.DataFrame:
+def best(rec: "Sweep", k: int = 1, scope: str = "last") -> pd.DataFrame:
     """The ``k`` best trials (NaN/failed values excluded), best first."""
     vals = trial_values(rec, scope)
     t = rec.trials.assign(value=vals).dropna(subset=["value"])
-    return t.sort_values("value", ascending=rec.mode != "max", kind="stable").head(k).reset_index(drop=True)
+    order = (sign(rec.mode) * t["value"]).sort_values(kind="stable").index
+    return t.loc[order].head(k).reset_index(drop=True)
 
 
-def best_so_far(rec: "Record", by: str = "trials", scope: str = "last") -> pd.DataFrame:
+def best_so_far(rec: "Sweep", by: str = "trials", scope: str = "last") -> pd.DataFrame:
     """Running best objective as trials finish, by trial count or by wall time (seconds from
     the sweep start to each trial's completion)."""
     if by not in ("trials", "time"):
@@ -62,8 +86,8 @@ def best_so_far(rec: "Record", by: str = "trials", scope: str = "last") -> pd.Da
     if by == "time":
         t = t.assign(elapsed_s=pd.to_numeric(t.get("completed_s"), errors="coerce"))
         t = t.sort_values("elapsed_s", kind="stable")
-    signed = _sign(rec.mode) * t["value"]
-    running = _sign(rec.mode) * signed.cummin()  # cummin skips NaN, keeping the previous best
+    signed = sign(rec.mode) * t["value"]
+    running = sign(rec.mode) * signed.cummin()  # cummin skips NaN, keeping the previous best
     out = pd.DataFrame({"trial_id": t["trial_id"].to_numpy(), "value": t["value"].to_numpy(),
                         "best_so_far": running.ffill().to_numpy()})
     if by == "time":
@@ -93,15 +117,13 @@ def is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
-def param_summary(rec: "Record", scope: str = "last") -> pd.DataFrame:
+def param_summary(rec: "Sweep", scope: str = "last") -> pd.DataFrame:
     """Per parameter: numeric ones get range, value in the best trial and Spearman rank
     correlation with the objective; categorical ones one row per level with its trial count
     and the mean / median / best objective among trials that chose it."""
     vals = trial_values(rec, scope)
     t = rec.trials
-    best_idx = None
-    if vals.notna().any():
-        best_idx = (vals.idxmax() if rec.mode == "max" else vals.idxmin())
+    best_idx = best_index(vals, rec.mode)
     rows = []
     for c in param_columns(t):
         s = t[c]
@@ -121,7 +143,7 @@ def param_summary(rec: "Record", scope: str = "last") -> pd.DataFrame:
                 rows.append({"param": name, "kind": "categorical", "level": level, "n": len(idx),
                              "metric_mean": v.mean() if len(v) else np.nan,
                              "metric_median": v.median() if len(v) else np.nan,
-                             "metric_best": (v.max() if rec.mode == "max" else v.min()) if len(v) else np.nan,
+                             "metric_best": best_value(v, rec.mode) if len(v) else np.nan,
                              "best_trial_value": level if best_idx is not None and keyed.get(best_idx) == level
                              else None})
     cols = ["param", "kind", "level", "n", "min", "max", "best_trial_value", "spearman",
@@ -144,7 +166,7 @@ def design_matrix(trials: pd.DataFrame, params: list[str]) -> np.ndarray:
     return np.column_stack(cols) if cols else np.empty((len(trials), 0))
 
 
-def common_budget(rec: "Record", min_fraction: float = 0.5) -> int | None:
+def common_budget(rec: "Sweep", min_fraction: float = 0.5) -> int | None:
     """The largest iteration that at least ``min_fraction`` of the trials reached, when
     trials ran for different numbers of iterations (early stopping); else None."""
     m = rec.metrics
@@ -158,7 +180,7 @@ def common_budget(rec: "Record", min_fraction: float = 0.5) -> int | None:
     return int(ok[-1]) if ok else int(reached.min())
 
 
-def values_at(rec: "Record", budget: int) -> pd.Series:
+def values_at(rec: "Sweep", budget: int) -> pd.Series:
     """Each trial's metric at iteration ``budget`` (NaN for trials stopped before it)."""
     m = rec.metrics
     at = m.loc[m["training_iteration"] == budget].drop_duplicates("trial_id", keep="last")
@@ -166,7 +188,7 @@ def values_at(rec: "Record", budget: int) -> pd.Series:
     return pd.to_numeric(v, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan).rename("value")
 
 
-def importance(rec: "Record", scope: str = "last", seed: int = 0, budget: int | str | None = "auto") -> pd.DataFrame:
+def importance(rec: "Sweep", scope: str = "last", seed: int = 0, budget: int | str | None = "auto") -> pd.DataFrame:
     """Hyperparameter importance: permutation importance of a random-forest surrogate,
     measured on held-out folds.
 
@@ -195,7 +217,7 @@ def importance(rec: "Record", scope: str = "last", seed: int = 0, budget: int | 
     vals = values_at(rec, int(budget)) if budget is not None else trial_values(rec, scope)
     ok = vals.notna().to_numpy()
     t = rec.trials.loc[ok]
-    y_raw = _sign(rec.mode) * vals[ok].to_numpy(float)
+    y_raw = sign(rec.mode) * vals[ok].to_numpy(float)
     names = [p[len(CONFIG_PREFIX):] for p in params]
     out = pd.DataFrame({"param": names, "importance": np.nan, "std": np.nan, "share": np.nan})
     out.attrs.update(method="rf-permutation", surrogate_r2=np.nan, n_trials=int(ok.sum()), budget=budget)

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.results.analysis import best_so_far, trial_values
+from toolkit.results.analysis import best_so_far, best_value, trial_values
+from toolkit.results.manifest import CodeInfo
+from toolkit.results.objective import is_better
 from toolkit.results.provenance import diff_environments
 from toolkit.results.record import Record, load
 
@@ -31,7 +33,7 @@ def diff_tree(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 def _metric_summary(rec: Record) -> dict[str, Any]:
     v = trial_values(rec, "last").dropna()
-    best = (v.max() if rec.mode == "max" else v.min()) if len(v) else None
+    best = best_value(v, rec.mode)
     counts = rec.trials["status"].value_counts().to_dict() if "status" in rec.trials else {}
     return {"n_trials": len(rec.trials), "n_with_metric": len(v),
             "best": None if best is None else float(best),
@@ -51,7 +53,8 @@ class Comparison:
     spec_as_given: list = field(default_factory=list)
     search: list = field(default_factory=list)          # seed, searcher, scheduler, trainable
     data: list = field(default_factory=list)
-    code: list = field(default_factory=list)            # git commit / dirty / diff hash
+    data_known: bool = True                             # False: neither record has a data fingerprint
+    code: list = field(default_factory=list)            # trainable file hash, git commit / dirty / diff hash
     environment: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)         # {"a": summary, "b": summary, "delta": ...}
     best_so_far_at: list = field(default_factory=list)  # (n_trials, a, b)
@@ -74,6 +77,9 @@ class Comparison:
                     ("search setup", self.search), ("data", self.data), ("code", self.code),
                     ("environment", self.environment)]
         for title, diffs in sections:
+            if title == "data" and not self.data_known:
+                lines.append("data: unknown (neither record has a data fingerprint)")
+                continue
             if not diffs:
                 lines.append(f"{title}: identical")
                 continue
@@ -99,29 +105,37 @@ class Comparison:
     __str__ = to_text
 
 
+def _code_identity(code: CodeInfo | None, legacy_git) -> dict:
+    """What identifies the user's code, without paths that differ between machines."""
+    if code is None:  # a record from before `code` existed: only the git state it recorded
+        return {"git": legacy_git.model_dump(exclude={"root"}) if legacy_git is not None else None}
+    git = code.git.model_dump(exclude={"root"}) if code.git is not None else None
+    return {"file_sha256": code.file_sha256, "status": code.status, "git": git}
+
+
 def compare(a: Record | str, b: Record | str, root: str | os.PathLike | None = None) -> Comparison:
     """Differences between two versions in spec, search setup, data, code and environment,
     and their metric summaries with deltas (b minus a)."""
     ra = a if isinstance(a, Record) else load(a, root)
     rb = b if isinstance(b, Record) else load(b, root)
-    ma, mb = ra.manifest, rb.manifest
-    c = Comparison(ra.ref, rb.ref, ma.get("metric"), ma.get("mode") or "min")
-    c.spec = diff_tree(ma.get("resolved_spec"), mb.get("resolved_spec"))
-    c.spec_as_given = diff_tree(ma.get("spec"), mb.get("spec"))
-    c.search = diff_tree({k: ma.get(k) for k in ("seed", "searcher", "scheduler", "trainable", "metric", "mode")},
-                         {k: mb.get(k) for k in ("seed", "searcher", "scheduler", "trainable", "metric", "mode")})
-    c.data = diff_tree(ma.get("data"), mb.get("data"))
-    ea, eb = ma.get("environment") or {}, mb.get("environment") or {}
-    c.code = diff_tree({k: v for k, v in (ea.get("git") or {}).items() if k != "root"},
-                       {k: v for k, v in (eb.get("git") or {}).items() if k != "root"})
-    c.environment = [d for d in diff_environments(ea, eb) if not d[0].startswith("git.")]
+    ma, mb = ra.meta, rb.meta
+    c = Comparison(ra.ref, rb.ref, ma.metric, ma.mode)
+    c.spec = diff_tree(ma.resolved_spec, mb.resolved_spec)
+    c.spec_as_given = diff_tree(ma.spec, mb.spec)
+    search_keys = ("seed", "searcher", "scheduler", "trainable", "metric", "mode")
+    c.search = diff_tree(ma.model_dump(include=set(search_keys)), mb.model_dump(include=set(search_keys)))
+    c.data_known = ma.data_fingerprint is not None or mb.data_fingerprint is not None
+    c.data = diff_tree(ma.data, mb.data) if c.data_known else []
+    c.code = diff_tree(_code_identity(ma.code, ma.environment.git), _code_identity(mb.code, mb.environment.git))
+    c.environment = [d for d in diff_environments(ma.environment.as_dict(), mb.environment.as_dict())
+                     if not d[0].startswith("git.")]
     sa, sb = _metric_summary(ra), _metric_summary(rb)
     delta: dict[str, Any] = {}
     for k in ("n_trials", "n_with_metric", "best", "median", "q25", "q75"):
         if sa.get(k) is not None and sb.get(k) is not None:
             delta[k] = sb[k] - sa[k]
-    if "best" in delta and ma.get("metric") == mb.get("metric"):
-        delta["better"] = bool(delta["best"] > 0) if c.mode == "max" else bool(delta["best"] < 0)
+    if "best" in delta and ma.metric == mb.metric and ma.mode == mb.mode:
+        delta["better"] = is_better(sb["best"], sa["best"], c.mode)
     c.metrics = {"a": sa, "b": sb, "delta": delta}
     ba, bb = best_so_far(ra), best_so_far(rb)
     n = min(len(ba), len(bb))

@@ -1,12 +1,17 @@
-"""What a run depended on: code, interpreter, machine, cluster and installed packages.
+"""What a run depended on: the user's code, interpreter, machine, cluster and packages.
 
 Captured with the standard library only (no torch import: if torch is already loaded its
 CUDA view is added, otherwise ``nvidia-smi`` supplies GPU models and the driver).
+
+The user's code (`describe_code`) is identified by the trainable's source file, found
+without importing it, and the git state of the repository holding it; tunekit's own version
+is recorded separately in the environment, so one is never mistaken for the other.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.metadata as md
 import os
 import platform
@@ -19,9 +24,10 @@ from typing import Any
 
 KEY_PACKAGES = ("tunekit", "ray", "torch", "numpy", "pandas", "hyperopt", "pyarrow",
                 "scipy", "scikit-learn", "optuna")
-# Variables that change numerics or parallelism and so belong to the environment.
+# Variables that change numerics or parallelism and so belong to the environment (where
+# records are stored, e.g. TUNEKIT_STORAGE, does not change a result and is not recorded).
 ENV_VARS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED",
-            "CUBLAS_WORKSPACE_CONFIG", "TUNEKIT_STORAGE")
+            "CUBLAS_WORKSPACE_CONFIG")
 
 
 def _run(cmd: list[str], cwd: str | Path | None = None, timeout: float = 10) -> str | None:
@@ -111,11 +117,13 @@ def frozen_packages() -> list[str]:
     return sorted(seen.values(), key=str.lower)
 
 
+def tunekit_version() -> dict[str, Any]:
+    """tunekit's own version: the installed distribution and, for a source checkout, its git state."""
+    return {"version": _version("tunekit"), "git": git_info(Path(__file__).resolve().parent)}
+
+
 def collect_environment() -> dict[str, Any]:
     """Everything about the current environment that a record keeps for reproduction."""
-    git = git_info()
-    if git is None:  # not run from a checkout: describe the tunekit source tree instead
-        git = git_info(Path(__file__).resolve().parent)
     return {
         "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
@@ -127,15 +135,98 @@ def collect_environment() -> dict[str, Any]:
         "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
         "gpus": _gpus(),
         "ray_cluster": _ray(),
-        "git": git,
+        "tunekit": tunekit_version(),
         "versions": {p: _version(p) for p in KEY_PACKAGES},
         "env_vars": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "packages": frozen_packages(),
     }
 
 
+# --------------------------------------------------------------------------- the user's code
+def split_import_path(path: str) -> tuple[str, str]:
+    """``"pkg.module:Class"`` (or ``"pkg.module.Class"``) -> ``("pkg.module", "Class")``."""
+    mod, sep, attr = str(path).partition(":")
+    if not sep:
+        mod, _, attr = mod.rpartition(".")
+    if not mod or not attr:
+        raise ValueError(f"trainable {path!r} is not an import path like 'pkg.module:Class'")
+    return mod, attr
+
+
+def locate_module(module: str, extra_paths: list[str] | tuple[str, ...] = ()) -> Path | None:
+    """The source file of ``module``, found WITHOUT executing it or its parent packages.
+
+    An already imported module answers with its own ``__file__``. Otherwise each dotted
+    level is looked up with the path finder alone (no ``__init__`` runs), searching
+    ``sys.path`` plus ``extra_paths``. None when there is no source file to find (a built-in,
+    a missing module)."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        f = getattr(loaded, "__file__", None)
+        return Path(f).resolve() if f else None
+    search: list[str] = [*sys.path, *map(str, extra_paths)]
+    spec = None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        name = ".".join(parts[: i + 1])
+        parent = sys.modules.get(name)
+        if parent is not None and i < len(parts) - 1:
+            search = list(getattr(parent, "__path__", None) or [])
+            continue
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(name, search)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations or [])
+    origin = getattr(spec, "origin", None)
+    return Path(origin).resolve() if origin and os.path.isfile(origin) else None
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_code(trainable: str | None, extra_paths: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Provenance of the user's trainable: its source file and that file's sha256, and the
+    git state of the repository holding it, or "not under version control"."""
+    out: dict[str, Any] = {"trainable": trainable, "module": None, "file": None, "file_sha256": None,
+                           "status": "not found", "git": None}
+    if not trainable:
+        out["note"] = "no trainable named (a function trainable, or none given)"
+        return out
+    try:
+        module, _ = split_import_path(trainable)
+    except ValueError as e:
+        out["note"] = str(e)
+        return out
+    out["module"] = module
+    path = locate_module(module, extra_paths)
+    if path is None:
+        out["note"] = f"no source file found for module {module!r}"
+        return out
+    out.update(file=str(path), file_sha256=file_sha256(path))
+    git = git_info(path.parent)
+    if git is None:
+        out["status"] = "not under version control"
+        return out
+    if _run(["git", "ls-files", "--error-unmatch", str(path)], cwd=path.parent) is None:
+        out["status"] = "not under version control"
+        out["note"] = f"inside the git repository {git['root']}, but the file is not tracked"
+        return out
+    out.update(status="git", git=git)
+    return out
+
+
 # --------------------------------------------------------------------------- differences
 _INFORMATIONAL = {"captured_at"}
+# Recorded by older versions, but they do not affect a result (where records are stored).
+_IRRELEVANT = {"env_vars.TUNEKIT_STORAGE"}
 # Ray sizes these from the memory free at start-up: they differ run to run on the same machine.
 _VOLATILE_SUFFIXES = ("memory",)
 
@@ -159,7 +250,7 @@ def diff_environments(a: dict | None, b: dict | None, ignore: tuple[str, ...] = 
     fa = _flatten({k: v for k, v in a.items() if k not in skip})
     fb = _flatten({k: v for k, v in b.items() if k not in skip})
     for key in sorted(set(fa) | set(fb)):
-        if key.startswith("ray_cluster.resources.") and key.endswith(_VOLATILE_SUFFIXES):
+        if key in _IRRELEVANT or (key.startswith("ray_cluster.resources.") and key.endswith(_VOLATILE_SUFFIXES)):
             continue
         if fa.get(key) != fb.get(key):
             out.append((key, fa.get(key), fb.get(key)))

@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from toolkit.results import store
+from toolkit.results import analysis, store
+from toolkit.results.manifest import Manifest, ManifestError, parse_manifest
 from toolkit.results.refs import Ref, default_root, parse_ref
 from toolkit.results.store import IncompleteRecordError, IntegrityError, RecordError, RecordNotFound
 from toolkit.results.tables import read_table_bytes, to_frame
@@ -21,8 +22,9 @@ _REQUIRED = {"format": str, "name": str, "version": int, "status": str, "files":
 
 @dataclass
 class Record:
-    """One loaded version: manifest, trials (one row per trial, flattened ``config.*``
-    columns plus ``config_json``) and metrics (long: trial_id, training_iteration, metrics)."""
+    """One loaded version: manifest (``manifest``: the JSON document as stored; ``meta``: its
+    typed view), trials (one row per trial, flattened ``config.*`` columns plus
+    ``config_json``) and metrics (long: trial_id, training_iteration, metrics)."""
 
     path: Path
     manifest: dict
@@ -31,14 +33,19 @@ class Record:
     suggestions: pd.DataFrame | None = None
     complete: bool = True
     notes: list[str] = field(default_factory=list)
+    meta: Manifest = None  # type: ignore[assignment]  # parsed from `manifest` when not given
+
+    def __post_init__(self) -> None:
+        if self.meta is None:
+            self.meta = parse_manifest(self.manifest)
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name") or self.path.parent.name
+        return self.meta.name or self.path.parent.name
 
     @property
     def version(self) -> int:
-        return int(self.manifest.get("version") or self.path.name.lstrip("v"))
+        return int(self.meta.version or self.path.name.lstrip("v"))
 
     @property
     def ref(self) -> str:
@@ -46,19 +53,19 @@ class Record:
 
     @property
     def status(self) -> str:
-        return str(self.manifest.get("status"))
+        return str(self.meta.status)
 
     @property
     def metric(self) -> str | None:
-        return self.manifest.get("metric")
+        return self.meta.metric
 
     @property
     def mode(self) -> str:
-        return self.manifest.get("mode") or "min"
+        return self.meta.mode
 
     @property
     def environment(self) -> dict:
-        return self.manifest.get("environment") or {}
+        return self.meta.environment.as_dict()
 
     def config(self, trial_id: str) -> dict:
         """The nested config the trial ran with."""
@@ -67,26 +74,22 @@ class Record:
             raise KeyError(f"no trial {trial_id!r} in {self.ref}")
         return json.loads(row["config_json"].iloc[0])
 
-    # Analysis helpers live in analysis.py; these are thin conveniences.
+    # The analyses live in analysis.py, which works on any object with trials, metrics,
+    # metric and mode and knows nothing of records; these are thin conveniences.
     def best(self, k: int = 1, scope: str = "last") -> pd.DataFrame:
-        from toolkit.results.analysis import best
-        return best(self, k=k, scope=scope)
+        return analysis.best(self, k=k, scope=scope)
 
     def best_so_far(self, by: str = "trials", scope: str = "last") -> pd.DataFrame:
-        from toolkit.results.analysis import best_so_far
-        return best_so_far(self, by=by, scope=scope)
+        return analysis.best_so_far(self, by=by, scope=scope)
 
     def param_columns(self) -> list[str]:
-        from toolkit.results.analysis import param_columns
-        return param_columns(self.trials)
+        return analysis.param_columns(self.trials)
 
     def param_summary(self, scope: str = "last") -> pd.DataFrame:
-        from toolkit.results.analysis import param_summary
-        return param_summary(self, scope=scope)
+        return analysis.param_summary(self, scope=scope)
 
     def importance(self, scope: str = "last", seed: int = 0, budget: int | str | None = "auto") -> pd.DataFrame:
-        from toolkit.results.analysis import importance
-        return importance(self, scope=scope, seed=seed, budget=budget)
+        return analysis.importance(self, scope=scope, seed=seed, budget=budget)
 
     def __repr__(self) -> str:
         flag = "" if self.complete else " INCOMPLETE"
@@ -104,10 +107,7 @@ class RecordInfo(NamedTuple):
 
 # --------------------------------------------------------------------------- reading
 def _read_json(path: Path) -> dict:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(f"{path}: file is missing", path) from None
+    data = store.read_record_file(path, path.parent, max_bytes=store.MAX_MANIFEST_BYTES)
     try:
         obj = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -118,13 +118,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_verified(path: Path, sha256: str | None, size: int | None = None) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(f"{path}: file listed in the manifest is missing", path) from None
-    if size is not None and len(data) != size:
-        raise IntegrityError(
-            f"{path}: size {len(data)} bytes, manifest says {size}: the file is truncated or altered", path)
+    data = store.read_record_file(path, path.parent, size=size)
     if sha256 is not None and store.sha256_bytes(data) != sha256:
         raise IntegrityError(f"{path}: sha256 does not match the manifest: the file was altered", path)
     return data
@@ -137,7 +131,14 @@ def _frame(path: Path, data: bytes, json_columns) -> pd.DataFrame:
         raise IntegrityError(f"{path}: not a readable Parquet file ({e})", path) from None
 
 
-def _check_manifest(path: Path, m: dict, verify: bool) -> None:
+def _typed(path: Path, m: dict) -> Manifest:
+    try:
+        return parse_manifest(m)
+    except ManifestError as e:
+        raise IntegrityError(f"{path}: malformed manifest, {e}", path) from None
+
+
+def _check_manifest(path: Path, m: dict, verify: bool) -> Manifest:
     for key, typ in _REQUIRED.items():
         if not isinstance(m.get(key), typ):
             raise IntegrityError(f"{path}: malformed manifest, '{key}' missing or not a {typ.__name__}", path)
@@ -151,12 +152,14 @@ def _check_manifest(path: Path, m: dict, verify: bool) -> None:
             raise IntegrityError(f"{path}: malformed manifest entry for {fname!r}", path)
     if verify and store.manifest_digest(m) != m["manifest_sha256"]:
         raise IntegrityError(f"{path}: the manifest's own checksum does not match: it was edited", path)
+    return _typed(path, m)
 
 
 def _load_published(vdir: Path, verify: bool) -> Record:
     mpath = vdir / store.MANIFEST
     m = _read_json(mpath)
-    _check_manifest(mpath, m, verify)
+    typed = _check_manifest(mpath, m, verify)
+    store.check_identity(vdir, m, mpath)
     frames: dict[str, pd.DataFrame] = {}
     for kind, info in m["tables"].items():
         fname = info.get("file") if isinstance(info, dict) else None
@@ -171,7 +174,8 @@ def _load_published(vdir: Path, verify: bool) -> Record:
     for kind in ("trials", "metrics"):
         if kind not in frames:
             raise IntegrityError(f"{mpath}: manifest lists no {kind}.parquet", mpath)
-    return Record(vdir, m, frames["trials"], frames["metrics"], frames.get("suggestions"), complete=True)
+    return Record(vdir, m, frames["trials"], frames["metrics"], frames.get("suggestions"), complete=True,
+                  meta=typed)
 
 
 def _load_staging(vdir: Path, verify: bool) -> Record:
@@ -183,8 +187,10 @@ def _load_staging(vdir: Path, verify: bool) -> Record:
         raise IntegrityError(f"{vdir}: neither a published manifest nor a staging manifest "
                              "(the writer died while reserving the version)", vdir)
     m = _read_json(mpath)
+    store.check_identity(vdir, m, mpath)
     alive = store.writer_alive(m.get("writer"))
     m["status"] = "running" if alive else "incomplete"
+    meta = _typed(mpath, m)
     b = TableBuilder()
     for entry in store.read_journal(staging):
         if entry.get("kind") == "trial":
@@ -200,7 +206,7 @@ def _load_staging(vdir: Path, verify: bool) -> Record:
             + ("its writer is still running" if alive else "its writer stopped before publishing")
             + f"; {len(trials)} flushed trial(s) shown")
     return Record(vdir, m, trials, to_frame(b.metrics_table()), to_frame(*st) if st else None,
-                  complete=False, notes=[note])
+                  complete=False, notes=[note], meta=meta)
 
 
 def resolve(ref: str | Ref, root: str | os.PathLike | None = None, *,
@@ -258,15 +264,21 @@ def list_records(root: str | os.PathLike | None = None) -> list[RecordInfo]:
             try:
                 if store.is_published(vdir):
                     m = _read_json(vdir / store.MANIFEST)
+                    _check_manifest(vdir / store.MANIFEST, m, verify=True)
+                    store.check_identity(vdir, m)
                     summ = m.get("summary") or {}
                     rows.append(RecordInfo(name, v, str(m.get("status")), m.get("n_trials"),
                                            summ.get("best_final_metric"), m.get("started_at")))
                 else:
                     staging = vdir / store.STAGING
                     m = _read_json(staging / store.MANIFEST) if (staging / store.MANIFEST).exists() else {}
+                    if m:
+                        store.check_identity(vdir, m, staging / store.MANIFEST)
                     alive = store.writer_alive(m.get("writer"))
                     rows.append(RecordInfo(name, v, "running" if alive else "incomplete",
                                            store.count_journal_trials(staging), None, m.get("started_at")))
-            except IntegrityError:
+            except store.IdentityMismatch:
+                rows.append(RecordInfo(name, v, "mismatch", None, None, None))
+            except RecordError:
                 rows.append(RecordInfo(name, v, "corrupt", None, None, None))
     return rows

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from toolkit.results.analysis import (best_so_far, design_matrix, importance, is_numeric, param_columns,
-                                      trial_values)
+from toolkit.results.analysis import (best_so_far, best_value, design_matrix, importance, is_numeric,
+                                      param_columns, trial_values)
 from toolkit.results.record import Record
 from toolkit.results.tables import CONFIG_PREFIX
 
@@ -44,15 +44,28 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def axis_scale(rec: Record, col: str) -> str:
+    """"log", "linear" or "categorical": how the report draws the parameter in column ``col``."""
+    s = rec.trials[col]
+    if not is_numeric(s):
+        return "categorical"
+    return "log" if _log_scale(rec, col, s) else "linear"
+
+
+def axis_label(rec: Record, col: str) -> str:
+    return col[len(CONFIG_PREFIX):] + (" (log)" if axis_scale(rec, col) == "log" else "")
+
+
 def _log_scale(rec: Record, col: str, s: pd.Series) -> bool:
-    """Log axis for parameters declared log-uniform in the spec, else for wide positive ranges."""
-    space = (rec.manifest.get("resolved_spec") or {}).get("param_space") or \
-        (rec.manifest.get("spec") or {}).get("param_space") or {}
-    node: Any = space
-    for part in col[len(CONFIG_PREFIX):].split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict) and isinstance(node.get("type"), str):
-        return "log" in node["type"]
+    """Log axis for parameters the typed space declares log-scaled (every branch that holds
+    this config path, when conditional branches share it). Only a record without a space
+    description (e.g. from a Tune callback given no param_space) falls back to the data:
+    a wide positive range spread like log-uniform samples."""
+    rows = rec.meta.params_at(col[len(CONFIG_PREFIX):])
+    if rows:
+        return all(r.numeric and r.log for r in rows)
+    if rec.meta.space is not None:  # the space says this is not a searched parameter
+        return False
     v = pd.to_numeric(s, errors="coerce").dropna().to_numpy(float)
     if not len(v) or (v <= 0).any() or v.max() / v.min() < 100:
         return False
@@ -170,7 +183,7 @@ def _axis_values(rec: Record, col: str) -> tuple[np.ndarray, list[tuple[float, s
     s = rec.trials[col]
     if is_numeric(s):
         v = pd.to_numeric(s, errors="coerce").to_numpy(float)
-        log = _log_scale(rec, col, s)
+        log = axis_scale(rec, col) == "log"
         w = np.log10(v) if log else v
         lo, hi = np.nanmin(w), np.nanmax(w)
         span = hi - lo if hi > lo else 1.0
@@ -195,11 +208,13 @@ def plot_parallel(rec: Record, params: list[str]) -> str:
         ax.text(0.5, 0.5, "no varying parameters or finished trials", ha="center", transform=ax.transAxes)
         return _png(fig)
     cols, ticks, names = [], [], []
+    inactive = False
     for c in params:
         v, tk, log = _axis_values(rec, c)
+        inactive |= bool(np.isnan(v[ok]).any())
         cols.append(np.where(np.isnan(v), -0.12, v))  # inactive branch parameters sit below the axis
         ticks.append(tk)
-        names.append(c[len(CONFIG_PREFIX):] + (" (log)" if log else ""))
+        names.append(axis_label(rec, c))
     y = vals.to_numpy(float)
     lo, hi = np.nanmin(y), np.nanmax(y)
     cols.append((y - lo) / (hi - lo if hi > lo else 1))
@@ -218,12 +233,13 @@ def plot_parallel(rec: Record, params: list[str]) -> str:
         for pos, label in tk:
             ax.text(i + 0.04, pos, label, fontsize=7, va="center", ha="left",
                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
-    ax.text(-0.35, -0.12, "inactive", fontsize=7, color="#666666", va="center")
+    if inactive:  # only conditional parameters (of an unchosen branch) need this level
+        ax.text(-0.35, -0.12, "inactive", fontsize=7, color="#666666", va="center")
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=15, ha="right", fontsize=8)
     ax.set_yticks([])
     ax.set_xlim(-0.4, len(x) - 0.4)
-    ax.set_ylim(-0.2, 1.08)
+    ax.set_ylim(-0.2 if inactive else -0.06, 1.08)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.01, label=rec.metric)
@@ -248,7 +264,7 @@ def plot_scatter(rec: Record, params: list[str]) -> str:
         s = rec.trials[c]
         if is_numeric(s):
             xv = pd.to_numeric(s, errors="coerce").to_numpy(float)
-            if _log_scale(rec, c, s):
+            if axis_scale(rec, c) == "log":
                 ax.set_xscale("log")
         else:
             xv = design_matrix(rec.trials, [c])[:, 0]
@@ -261,7 +277,7 @@ def plot_scatter(rec: Record, params: list[str]) -> str:
         yv = vals.to_numpy(float)
         ax.scatter(xv[~early], yv[~early], s=12, color="#1f77b4", alpha=0.75, label="completed")
         ax.scatter(xv[early], yv[early], s=14, marker="x", color="#8c8c8c", alpha=0.8, label="early-stopped")
-        ax.set_xlabel(c[len(CONFIG_PREFIX):], fontsize=8)
+        ax.set_xlabel(axis_label(rec, c), fontsize=8)
         ax.set_ylabel(rec.metric, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -298,39 +314,52 @@ def _e(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
 
+def code_summary(code: Any) -> str:
+    """One line saying what identifies the user's code (a `CodeInfo`, or None)."""
+    if code is None:
+        return "not recorded"
+    if code.status == "git" and code.git is not None:
+        g = code.git
+        state = f"dirty, diff sha256 {g.diff_sha256}" if g.dirty else "clean"
+        return f"{code.file}: git {g.commit} ({g.branch}), {state}"
+    if code.status == "not under version control":
+        return f"{code.file}: not under version control, file sha256 {code.file_sha256}"
+    return f"{code.trainable}: {code.note or 'source file not found'}"
+
+
 def _provenance_rows(rec: Record) -> list[tuple[str, Any]]:
-    m = rec.manifest
-    env = m.get("environment") or {}
-    git = env.get("git") or {}
-    gpus = env.get("gpus") or {}
-    ray = env.get("ray_cluster") or {}
-    versions = env.get("versions") or {}
-    data = m.get("data") or {}
+    m = rec.meta
+    env = m.environment
+    gpus, ray, versions = env.gpus, env.ray_cluster or {}, env.versions
+    tk = env.tunekit or {}
+    tk_git = tk.get("git") or {}
     rows = [
-        ("record", f"{rec.ref} ({rec.path})"), ("status", m.get("status")),
-        ("started / ended", f"{m.get('started_at')} / {m.get('ended_at')}"),
-        ("trainable", m.get("trainable")), ("metric", f"{m.get('metric')} ({m.get('mode')})"),
-        ("seed", m.get("seed")),
-        ("searcher", json.dumps(m.get("searcher"), sort_keys=True)),
-        ("scheduler", json.dumps(m.get("scheduler"), sort_keys=True)),
-        ("data fingerprint", f"{data.get('fingerprint')} {data.get('description') or ''}" if data else None),
-        ("git commit", f"{git.get('commit')} ({git.get('branch')})" if git else None),
-        ("uncommitted changes", (f"dirty, diff sha256 {git.get('diff_sha256')}" if git.get("dirty") else "clean")
-         if git else None),
-        ("python", (env.get("python") or {}).get("version")),
-        ("os", (env.get("os") or {}).get("platform")),
-        ("cpu", f"{(env.get('cpu') or {}).get('model')} x {(env.get('cpu') or {}).get('count')}"),
+        ("record", f"{rec.ref} ({rec.path})"), ("status", m.status),
+        ("started / ended", f"{m.started_at} / {m.ended_at}"),
+        ("trainable", m.trainable), ("metric", f"{m.metric} ({m.mode})"),
+        ("seed", m.seed),
+        ("searcher", json.dumps(m.searcher, sort_keys=True)),
+        ("scheduler", json.dumps(m.scheduler, sort_keys=True)),
+        ("data fingerprint", f"{m.data_fingerprint} {(m.data or {}).get('description') or ''}"
+         if m.data_fingerprint else "unknown (not recorded)"),
+        ("code", code_summary(m.code) if m.code is not None or env.git is None
+         else f"git {env.git.commit} ({env.git.branch}) of the working folder (recorded before code provenance)"),
+        ("tunekit", f"{tk.get('version')}" + (f", {tk_git.get('commit')}{' (dirty)' if tk_git.get('dirty') else ''}"
+                                             if tk_git else "") if tk else "not recorded"),
+        ("python", env.python.get("version")),
+        ("os", env.os.get("platform")),
+        ("cpu", f"{env.cpu.get('model')} x {env.cpu.get('count')}"),
         ("gpus", ", ".join(d.get("name", "?") for d in gpus.get("devices", [])) +
          (f" (driver {gpus.get('driver')})" if gpus.get("driver") else "") or "none"),
         ("ray cluster", f"{ray.get('nodes')} node(s), " + ", ".join(
             f"{k} {v:g}" for k, v in sorted((ray.get("resources") or {}).items())
             if k in ("CPU", "GPU", "memory") and isinstance(v, (int, float))) if ray else "not recorded"),
-        ("hostname", env.get("hostname")),
+        ("hostname", rec.environment.get("hostname")),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
-        ("packages", f"{len(env.get('packages') or [])} frozen in the manifest"),
+        ("packages", f"{len(env.packages)} frozen in the manifest"),
     ]
-    for fname, meta in (m.get("files") or {}).items():
-        rows.append((f"sha256 {fname}", meta.get("sha256")))
+    for fname, meta in m.files.items():
+        rows.append((f"sha256 {fname}", meta.get("sha256") if isinstance(meta, dict) else None))
     return rows
 
 
@@ -370,21 +399,21 @@ def render_html(rec: Record) -> str:
     params = param_columns(rec.trials)
     imp = importance(rec)
     curves, curve_note = plot_learning_curves(rec)
+    inactive_note = (" Conditional parameters of an unchosen branch sit at 'inactive'."
+                     if any(rec.trials[c].isna().any() for c in params) else "")
     figs = {
         "best-so-far": (plot_best_so_far(rec), "Best value so far as trials finish (dots: each trial's final value)."),
         "learning-curves": (curves, "Every trial's metric per iteration. Solid, coloured by final value: completed; "
                             "grey dashed ending in x: stopped early by the scheduler; red dotted: failed; "
                             "orange: best trial." + curve_note),
         "parallel-coordinates": (plot_parallel(rec, params), "One line per trial across all varying parameters and "
-                                 "the metric; darker is better. Conditional parameters of an unchosen branch sit at "
-                                 "'inactive'."),
+                                 "the metric; darker is better." + inactive_note),
         "param-scatter": (plot_scatter(rec, params), "Metric against each parameter (categorical values jittered)."),
         "importance": (plot_importance(imp), "Permutation importance of a random-forest surrogate on held-out "
                        "trials; bars are mean \u00b1 sd over folds and repeats. With early stopping every trial is "
                        "judged at one common iteration. Trust it only when R\u00b2 is well above 0."),
     }
-    vals = trial_values(rec).dropna()
-    best_val = (vals.max() if rec.mode == "max" else vals.min()) if len(vals) else None
+    best_val = best_value(trial_values(rec), rec.mode)
     counts = rec.trials["status"].value_counts().to_dict() if "status" in rec.trials else {}
     top = rec.best(1)
     best_cfg = rec.config(top["trial_id"].iloc[0]) if not top.empty else None
@@ -394,7 +423,7 @@ def render_html(rec: Record) -> str:
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>tunekit report {_e(rec.ref)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(rec.ref)}</h1><p class='sub'>{_e(rec.manifest.get('trainable'))} \u2014 "
+        f"<h1>{_e(rec.ref)}</h1><p class='sub'>{_e(rec.meta.trainable)} \u2014 "
         f"{_e(rec.metric)} ({_e(rec.mode)})</p>",
     ]
     if not rec.complete:

@@ -14,6 +14,8 @@ import pyarrow as pa
 
 from toolkit.results import store
 from toolkit.results.builder import TableBuilder
+from toolkit.results.objective import best_of
+from toolkit.results.provenance import describe_code
 from toolkit.results.refs import check_name, default_root
 from toolkit.results.tables import table_bytes
 
@@ -60,6 +62,10 @@ class RecordWriter:
         self.root = default_root(root)
         self.name = check_name(name)
         self._base = store.jsonable(dict(manifest))
+        if "code" not in self._base:
+            # The user's code as it is now, found without importing it: its source file's
+            # sha256 lets `reproduce` refuse code that changed since the run.
+            self._base["code"] = describe_code(self._base.get("trainable"))
         if not self._base.get("started_at"):
             self._base["started_at"] = _now_iso()
         self._t0 = _parse_iso(self._base["started_at"]) or time.time()
@@ -168,14 +174,10 @@ class RecordWriter:
         for r in self._tables.trials:
             s = str(r.get("status"))
             by_status[s] = by_status.get(s, 0) + 1
-        sign = -1.0 if self._base.get("mode") == "max" else 1.0
-        best_id, best_val = None, None
-        for r in self._tables.trials:
-            v = store.jsonable(r.get("final_metric"))
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                if best_val is None or sign * v < sign * best_val:
-                    best_id, best_val = r["trial_id"], float(v)
-        return {"by_status": by_status, "best_trial_id": best_id, "best_final_metric": best_val}
+        top = best_of(self._tables.trials, self._base.get("mode") or "min",
+                      key=lambda r: store.jsonable(r.get("final_metric")))
+        return {"by_status": by_status, "best_trial_id": top["trial_id"] if top else None,
+                "best_final_metric": float(top["final_metric"]) if top else None}
 
     @property
     def n_trials(self) -> int:
