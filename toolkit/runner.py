@@ -95,35 +95,13 @@ def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None) -> Plan:
 
 def make_searcher(spec: ExperimentSpec):
     """Our searcher for the spec, holding the typed space (Tune then needs no param_space)."""
+    from toolkit.results import warm_start_points
     from toolkit.searchers import build_searcher
 
     searcher = build_searcher(spec.searcher, spec.search_space(), spec.metric, spec.mode, spec.seed)
     for ref in spec.searcher.warm_start:
-        searcher.warm_start(record_points(ref, spec))
+        searcher.warm_start(warm_start_points(ref, spec.storage, spec.metric, spec.mode))
     return searcher
-
-
-def record_points(ref: str, spec: ExperimentSpec) -> list[tuple[dict, float | None]]:
-    """(config, metric) of every finished trial of an earlier record, for warm starts.
-
-    Early-stopped trials count with the metric they were stopped at: that is what the
-    searcher would have learned from them in their own run. Failed trials count as failures.
-    """
-    import json
-
-    from toolkit.results import load
-
-    rec = load(ref, root=spec.storage)
-    if rec.manifest.get("metric") != spec.metric or rec.manifest.get("mode") != spec.mode:
-        raise ValueError(f"searcher.warm_start: {ref} optimised {rec.manifest.get('mode')} "
-                         f"{rec.manifest.get('metric')!r}, not {spec.mode} {spec.metric!r}")
-    points = []
-    for _, row in rec.trials.iterrows():
-        if row["status"] == "INTERRUPTED":
-            continue
-        value = row["final_metric"] if row["status"] != "ERROR" else None
-        points.append((json.loads(row["config_json"]), None if value is None or value != value else float(value)))
-    return points
 
 
 def use_cluster_token() -> None:
@@ -196,6 +174,7 @@ def run_experiment(
         manifest = {
             "spec": spec.given,
             "resolved_spec": spec.resolved(),
+            "space": spec.search_space().describe(),
             "seed": spec.seed,
             "searcher": searcher_settings(spec),
             "scheduler": scheduler_settings(spec),
