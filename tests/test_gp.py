@@ -174,7 +174,7 @@ def test_every_suggestion_is_valid_on_a_mixed_conditional_space():
         assert isinstance(c["width"], int) and isinstance(c["layers"], int) and c["layers"] % 2 == 1
         assert round(c["drop"] * 10, 9).is_integer()
     # The model phase explores both branches and more than one activation.
-    model_configs = configs[s.initial_size():]
+    model_configs = configs[s.startup_size():]
     assert len({c["act"] for c in configs}) > 1
     assert all(isinstance(c["opt"], (dict, str)) for c in model_configs)
     # Encoding: one-hot for the 5-way choice, conditional params imputed when inactive.
@@ -264,7 +264,7 @@ def test_warm_start_skips_the_initial_design():
     )
     assert len(s.observations) == 8
     s.suggest("a")
-    assert s._sobol_seed is None and s._theta is not None  # went straight to the model
+    assert s._design.issued == 0 and s._theta is not None  # went straight to the model
     # From a previous record: (config, value) pairs; a failed one counts as failed.
     t = GPSearcher(space=BRANIN_SPACE, metric="loss", mode="min", seed=0)
     assert t.warm_start([(p, branin(p)) for p in points[:5]] + [(points[5], float("nan"))]) == 6

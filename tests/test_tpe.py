@@ -215,20 +215,31 @@ def test_all_failed_still_suggests():
         s.on_trial_complete(f"t{i}", {"loss": math.nan})
 
 
-def test_fixed_only_and_single_categorical_spaces():
-    fixed = TPESearcher(SearchSpace({"a": 1, "b": {"c": "x"}}), "loss", "min", seed=0)
+@pytest.mark.parametrize("exhaustive", [False, True])
+def test_fixed_only_and_single_categorical_spaces(exhaustive):
+    fixed = TPESearcher(SearchSpace({"a": 1, "b": {"c": "x"}}), "loss", "min", seed=0, exhaustive=exhaustive)
     assert fixed.suggest("t0") == {"a": 1, "b": {"c": "x"}}
     fixed.on_trial_complete("t0", {"loss": 1.0})
-    assert fixed.suggest("t1") == Searcher.FINISHED
+    assert fixed.suggest("t1") == (Searcher.FINISHED if exhaustive else {"a": 1, "b": {"c": "x"}})
 
-    single = TPESearcher(SearchSpace({"c": Categorical(("a", "b", "c"))}), "loss", "min", seed=0, n_startup=1)
+    space = SearchSpace({"c": Categorical(("a", "b", "c"))})
+    single = TPESearcher(space, "loss", "min", seed=0, n_startup=1, exhaustive=exhaustive)
     seen = []
     for i in range(3):
         c = single.suggest(f"t{i}")
         seen.append(c["c"])
-        single.on_trial_complete(f"t{i}", {"loss": float(i)})
+        single.on_trial_complete(f"t{i}", {"loss": float("abc".index(c["c"]))})
     assert sorted(seen) == ["a", "b", "c"]
-    assert single.suggest("t3") == Searcher.FINISHED
+    if exhaustive:
+        assert single.suggest("t3") == Searcher.FINISHED
+        return
+    # Every trial asked for is proposed: repeats, mostly of the best option ("a", loss 0).
+    repeats = []
+    for i in range(3, 13):
+        c = single.suggest(f"t{i}")
+        repeats.append(c["c"])
+        single.on_trial_complete(f"t{i}", {"loss": "abc".index(c["c"]) + 0.1 * (i % 3)})
+    assert repeats.count("a") > repeats.count("c"), repeats
 
 
 def test_no_duplicates_on_six_point_space_until_exhausted():
@@ -244,7 +255,11 @@ def test_no_duplicates_on_six_point_space_until_exhausted():
             if i % 2:  # some finish, some stay pending
                 s.on_trial_complete(f"t{i}", {"loss": float(c["i"]) + (c["c"] == "b")})
         assert len(seen) == 6
-        assert s.suggest("t6") == Searcher.FINISHED
+        assert s.suggest("t6") != Searcher.FINISHED  # a repeat: the user asked for more trials
+        e = TPESearcher(space, "loss", "min", seed=seed, n_startup=2, exhaustive=True)
+        for i in range(6):
+            e.suggest(f"t{i}")
+        assert e.suggest("t6") == Searcher.FINISHED
 
 
 def test_pending_trials_spread_out():
@@ -264,7 +279,8 @@ def test_pending_trials_spread_out():
 
     default = spread("bad")
     assert default > 1.2 * spread(None)
-    assert default > 1.2 * spread("bad", liar_weight=0.1)
+    # Heavier lies spread pending points further: weight 1 > 0.3 (default) > 0.1.
+    assert spread("bad", liar_weight=1.0) > default > spread("bad", liar_weight=0.1)
 
 
 # ---------------------------------------------------------------------- state
@@ -295,7 +311,7 @@ def test_save_restore_continuity(tmp_path):
     opts = dict(seed=5, n_startup=6)
     straight = TPESearcher(COND, "loss", "min", **opts)
     first = drive(straight, 0, 12, pending_from=10)  # t10, t11 still running at the save
-    path = str(tmp_path / "searcher.pkl")
+    path = str(tmp_path / "searcher.json")
     straight.save(path)
     for tid in ("t10", "t11"):
         straight.on_trial_complete(tid, {"loss": 1.0})
@@ -315,7 +331,7 @@ def test_warm_start_and_evaluated_rewards():
     s = TPESearcher(BRANIN, "loss", "min", points_to_evaluate=points, evaluated_rewards=rewards, seed=0, n_startup=3)
     assert len(s.observations) == 3
     c = s.suggest("t0")  # the model is used at once: enough observations
-    assert valid(BRANIN, c) and s._design_issued == 0
+    assert valid(BRANIN, c) and s._design.issued == 0
 
     late = TPESearcher(seed=0, n_startup=2)  # space, metric, mode come later, as from Tune
     late.set_search_properties("loss", "min", {"x": __import__("ray").tune.uniform(0, 1)})

@@ -34,13 +34,14 @@ class SearcherOptions(BaseModel):
 
 class RandomOptions(SearcherOptions):
     type: Literal["random"] = "random"
+    exhaustive: bool = False  # finite spaces: stop once every point was tried (else repeats)
 
 
 class TPEOptions(SearcherOptions):
     """`toolkit.searchers.TPESearcher` (see its docstring for what each option does)."""
 
     type: Literal["tpe"] = "tpe"
-    n_startup: int = Field(10, ge=0)
+    n_startup: int | None = Field(None, ge=0)  # None: 5-10 by dimensions, at most num_samples / 4
     startup: Literal["sobol", "random"] = "sobol"
     n_candidates: int = Field(64, ge=1)
     gamma: float | Literal["linear", "sqrt"] = 0.15
@@ -53,6 +54,7 @@ class TPEOptions(SearcherOptions):
     failed_as_bad: bool = True
     fit_budget: float | Literal["largest"] | None = None
     budget_attr: str = "training_iteration"
+    exhaustive: bool = False
 
     @field_validator("gamma")
     @classmethod
@@ -66,17 +68,18 @@ class GPOptions(SearcherOptions):
     """`toolkit.searchers.GPSearcher` (see its docstring for what each option does)."""
 
     type: Literal["gp"] = "gp"
-    n_initial: int | None = Field(None, ge=1)  # None: max(5, min(10, dimensions + 1))
+    n_startup: int | None = Field(None, ge=0)  # None: 5-10 by dimensions, at most num_samples / 4
     acquisition: Literal["logei", "ucb"] = "logei"
     ucb_beta: float = Field(4.0, gt=0)
     output_transform: Literal["power", "clip", "standardize"] = "power"
     failed: Literal["worst", "ignore"] = "worst"
-    n_candidates: int = Field(1024, ge=1)
+    n_candidates: int = Field(1536, ge=3)
     n_starts: int = Field(8, ge=1)
     max_fit_points: int = Field(128, ge=2)
     max_points: int = Field(600, ge=2)
     min_distance: float = Field(1e-3, ge=0)
     budget_attr: str = "training_iteration"
+    exhaustive: bool = False
 
 
 SEARCHER_OPTIONS: dict[str, type[SearcherOptions]] = {

@@ -209,15 +209,18 @@ class SearchSpace:
                 return int(v)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
                 raise SpaceError(p.key, f"value must be a finite number, got {v!r}")
-            return p.dist.from_internal(p.dist.to_internal(v))
+            return p.dist.snap(v)
 
         return self._walk(choose)
 
-    def from_config(self, config: Mapping[str, Any], fill=None) -> Flat:
+    def from_config(self, config: Mapping[str, Any], fill=None, snap: bool = False) -> Flat:
         """Flat point for a nested config (e.g. from `points_to_evaluate` or a record).
 
         Parameters missing from a partial config are filled by `fill(param)` when given
-        (Ray's `points_to_evaluate` may be partial), and are an error otherwise.
+        (Ray's `points_to_evaluate` may be partial), and are an error otherwise. A value
+        outside a parameter's bounds is an error; one inside but off its grid (x=0.1 on a
+        q=0.5 grid, 3.4 for an integer) is an error too, unless `snap`, which moves it to the
+        nearest representable value.
         """
         missing = object()
 
@@ -238,9 +241,12 @@ class SearchSpace:
                 return fill(p)
             if p.is_categorical:
                 return _match_option(p, value)
-            if not p.dist.contains(value):
-                raise SpaceError(p.key, f"value {value!r} outside {p.dist}")
-            return int(value) if isinstance(p.dist, Int) else float(value)
+            if p.dist.contains(value):
+                return p.dist.snap(value)  # exact grid value (float noise removed), Python type
+            numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            if snap and numeric and math.isfinite(float(value)) and p.dist.in_bounds(value):
+                return p.dist.snap(value)
+            raise SpaceError(p.key, f"value {value!r} outside {p.dist}")
 
         return self._walk(choose)
 
@@ -274,6 +280,26 @@ class SearchSpace:
             return 1.0
 
         return count(self._tree)
+
+    def points(self) -> Iterator[Flat]:
+        """Every point of a finite space, in a fixed order (check `cardinality()` first)."""
+        partial: list[Flat] = [{}]
+        for p in self.params:  # parents precede their children
+            d = p.dist
+            if isinstance(d, Categorical):
+                values: list = list(range(d.n_options))
+            elif math.isfinite(d.cardinality):
+                values = d.grid()
+            else:
+                raise ValueError(f"{p.key} is continuous: the space has no finite list of points")
+            grown: list[Flat] = []
+            for flat in partial:
+                if self.is_active(p.key, flat):
+                    grown.extend({**flat, p.key: v} for v in values)
+                else:
+                    grown.append(flat)
+            partial = grown
+        return iter(partial)
 
     @staticmethod
     def signature(flat: Mapping[str, Any]) -> tuple:
@@ -322,3 +348,54 @@ def _match_option(p: Param, value: Any) -> int:
         return dist.index_of(value)
     except KeyError:
         raise SpaceError(p.key, f"value {value!r} is not one of the choices") from None
+
+
+# ---------------------------------------------------------------------- JSON form
+# The definition tree as plain JSON (for searcher state files): every node is a one-key
+# object naming its kind, so a tuple option, an int key or a nested branch come back as
+# they were. Plain values other than JSON scalars cannot be stored.
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def definition_to_json(node: Any) -> Any:
+    """A JSON-compatible form of a space definition; TypeError for values JSON cannot hold."""
+    if isinstance(node, Param):  # pragma: no cover - definitions hold distributions, not Params
+        raise TypeError("pass the definition, not compiled params")
+    if isinstance(node, Float):
+        return {"float": [node.low, node.high, node.log, node.q]}
+    if isinstance(node, Int):
+        return {"int": [node.low, node.high, node.log, node.step]}
+    if isinstance(node, Normal):
+        return {"normal": [node.mean, node.sd, node.q]}
+    if isinstance(node, Categorical):
+        return {"choice": [definition_to_json(o) for o in node.options]}
+    if isinstance(node, Mapping):
+        return {"map": [[k, definition_to_json(v)] for k, v in node.items()]}
+    if isinstance(node, list):
+        return {"list": [definition_to_json(v) for v in node]}
+    if isinstance(node, tuple):
+        return {"tuple": [definition_to_json(v) for v in node]}
+    if isinstance(node, _SCALARS) and not (isinstance(node, float) and not math.isfinite(node)):
+        return {"value": node}
+    raise TypeError(f"a {type(node).__name__} value cannot be stored as JSON")
+
+
+def definition_from_json(node: Any) -> Any:
+    (kind, body), = node.items()
+    if kind == "float":
+        return Float(*body)
+    if kind == "int":
+        return Int(*body)
+    if kind == "normal":
+        return Normal(*body)
+    if kind == "choice":
+        return Categorical(tuple(definition_from_json(o) for o in body))
+    if kind == "map":
+        return {k: definition_from_json(v) for k, v in body}
+    if kind == "list":
+        return [definition_from_json(v) for v in body]
+    if kind == "tuple":
+        return tuple(definition_from_json(v) for v in body)
+    if kind == "value":
+        return body
+    raise ValueError(f"unknown space node kind {kind!r}")

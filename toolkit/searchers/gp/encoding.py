@@ -15,18 +15,17 @@ Two representations of a point are used:
   "impute a constant" treatment of conditional spaces (as in Optuna/SMAC) rather than a
   dedicated conditional kernel.
 
-Snapping (integers, quantised floats, categoricals) is vectorised here and matches
-`Float/Int/Normal/Categorical.from_unit` exactly, so the acquisition optimiser scores the
-same value that the trainable will receive: rounding happens inside the optimisation.
+Snapping (integers, quantised floats, categoricals) is the distributions' own vectorised
+`snap_unit` (`toolkit.space.params`), the same code `from_unit` runs, so the acquisition
+optimiser scores the value the trainable will receive: rounding happens inside the
+optimisation.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from toolkit.space.params import Categorical, Float, Int, Normal
 from toolkit.space.space import Flat, SearchSpace
@@ -99,33 +98,19 @@ class Encoding:
         """Round every discrete raw entry to the unit value of the grid point it decodes to."""
         U = np.clip(np.array(U, dtype=float, copy=True), 0.0, 1.0)
         for c in self.columns:
-            if c.kind == "cont":
-                continue
-            d = self.space.params[c.raw].dist
-            x = U[..., c.raw]
-            if c.kind == "cat":
-                idx = np.clip(np.floor(x * d.n_options), 0, d.n_options - 1)
-                U[..., c.raw] = (idx + 0.5) / d.n_options
-            elif c.kind == "int":
-                U[..., c.raw] = _int_to_unit(d, _int_values(d, x))
-            elif c.kind == "qfloat":
-                U[..., c.raw] = _float_to_unit(d, _qfloat_values(d, x))
-            else:  # qnormal
-                v = d.mean + d.sd * ndtri(np.clip(x, 1e-9, 1 - 1e-9))
-                v = np.round(v / d.q) * d.q
-                U[..., c.raw] = ndtr((v - d.mean) / d.sd)
+            if c.kind != "cont":
+                U[..., c.raw] = self.space.params[c.raw].dist.snap_unit(U[..., c.raw])
         return U
 
     def grid_index(self, c: _Column, x: np.ndarray) -> np.ndarray:
         """Grid position (0..n-1) of snapped raw values of a discrete column."""
         d = self.space.params[c.raw].dist
         if c.kind == "cat":
-            return np.clip(np.floor(x * d.n_options), 0, d.n_options - 1).astype(int)
-        if c.kind == "int":
-            return ((_int_values(d, x) - d.low) // d.step).astype(int)
-        if c.kind == "qfloat":
-            return np.round((_qfloat_values(d, x) - d.grid()[0]) / d.q).astype(int)
-        raise ValueError("a quantised normal has no finite grid")
+            return d.index_from_unit(x)
+        if c.kind == "qnormal":
+            raise ValueError("a quantised normal has no finite grid")
+        first, step, _ = d.grid_spec()
+        return np.round((d.values_from_unit(x) - first) / step).astype(int)
 
     def grid_unit(self, c: _Column, k: np.ndarray) -> np.ndarray:
         """Raw unit value of grid position `k` (clipped into the grid)."""
@@ -134,9 +119,8 @@ class Encoding:
         k = np.clip(k, 0, n - 1)
         if c.kind == "cat":
             return (k + 0.5) / n
-        if c.kind == "int":
-            return _int_to_unit(d, d.low + k * d.step)
-        return _float_to_unit(d, d.grid()[0] + k * d.q)
+        first, step, _ = d.grid_spec()
+        return d.unit_from_values(d.snap_values(first + k * step))
 
     # ------------------------------------------------------------------ activity & features
     def active(self, U: np.ndarray) -> np.ndarray:
@@ -145,8 +129,7 @@ class Encoding:
         for c in self.columns:  # parents precede children
             if c.parent is not None:
                 pi, opt = c.parent
-                n = self.columns[pi].n_values
-                idx = np.clip(np.floor(U[..., pi] * n), 0, n - 1)
+                idx = self.space.params[pi].dist.index_from_unit(U[..., pi])
                 act[..., c.raw] = act[..., pi] & (idx == opt)
         return act
 
@@ -160,7 +143,7 @@ class Encoding:
             if c.width == 0:
                 continue
             if c.kind == "cat":
-                idx = np.clip(np.floor(U[..., c.raw] * c.n_values), 0, c.n_values - 1).astype(int)
+                idx = self.space.params[c.raw].dist.index_from_unit(U[..., c.raw])
                 onehot = np.eye(c.width)[idx]
                 Z[..., c.feature : c.feature + c.width] = onehot * act[..., c.raw, None]
             else:
@@ -171,41 +154,3 @@ class Encoding:
         if not flats:
             return np.zeros((0, self.n_features))
         return self.features(np.stack([self.raw_from_flat(f) for f in flats]))
-
-
-# ---------------------------------------------------------------------- vectorised dist maths
-def _int_values(d: Int, x: np.ndarray) -> np.ndarray:
-    lo, hi = d.internal_bounds
-    v = lo + np.clip(x, 0.0, 1.0) * (hi - lo)
-    if d.log:
-        v = np.exp(v)
-    k = np.clip(np.round((v - d.low) / d.step), 0, d.n_values - 1)
-    return d.low + k * d.step
-
-
-def _int_to_unit(d: Int, v: np.ndarray) -> np.ndarray:
-    lo, hi = d.internal_bounds
-    v = np.log(v) if d.log else v
-    return (v - lo) / (hi - lo)
-
-
-def _qfloat_values(d: Float, x: np.ndarray) -> np.ndarray:
-    lo, hi = d.internal_bounds
-    v = lo + np.clip(x, 0.0, 1.0) * (hi - lo)
-    if d.log:
-        v = np.exp(v)
-    v = np.round(v / d.q) * d.q
-    v = np.where(v > d.high + 1e-12, v - d.q, v)
-    v = np.where(v < d.low - 1e-12, v + d.q, v)
-    return v
-
-
-def _float_to_unit(d: Float, v: np.ndarray) -> np.ndarray:
-    lo, hi = d.internal_bounds
-    v = np.clip(v, d.low, d.high)
-    v = np.log(v) if d.log else v
-    return np.clip((v - lo) / (hi - lo), 0.0, 1.0)
-
-
-def is_finite_grid(c: _Column) -> bool:
-    return math.isfinite(c.n_values)

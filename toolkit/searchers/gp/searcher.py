@@ -1,6 +1,7 @@
 """`GPSearcher`: Gaussian-process Bayesian optimisation as a Ray Tune `Searcher`.
 
-Flow of one suggestion: Sobol points until a few observations exist; then fit the GP
+Flow of one suggestion: the shared Sobol start-up design (`toolkit.searchers.startup`) until
+`n_startup` observations exist; then fit the GP
 hyperparameters (warm-started from the previous fit), condition on every observation,
 add in-flight trials as *kriging-believer* fantasies (their posterior mean as if it were
 observed: the mean surface is unchanged but variance collapses around them, so k workers
@@ -28,7 +29,8 @@ from toolkit.searchers.base import SpaceSearcher
 from toolkit.searchers.gp.acquisition import Acquisition
 from toolkit.searchers.gp.encoding import Encoding
 from toolkit.searchers.gp.model import GP, OutputTransform, fit_hyper
-from toolkit.searchers.gp.optimize import optimize_acquisition, sobol
+from toolkit.searchers.gp.optimize import optimize_acquisition
+from toolkit.searchers.startup import SobolDesign, default_startup_size
 from toolkit.space.space import Flat
 
 
@@ -54,11 +56,15 @@ def keep_rule(y: np.ndarray, cap: int) -> np.ndarray:
 class GPSearcher(SpaceSearcher):
     """GP-BO searcher (Matern-5/2 ARD, MAP hyperparameters, log-EI, kriging believer).
 
-    Options: `n_initial` (Sobol points before the model; default max(5, min(10, P + 1))
-    for P parameters), `acquisition` ("logei" or "ucb"), `ucb_beta`, `output_transform`
-    ("power", "clip" or "standardize"), `failed` ("worst" or "ignore"), `n_candidates`,
+    Options: `n_startup` (start-up design points before the model; None:
+    `default_startup_size`, max(5, min(10, P + 1)) for P parameters and at most a quarter of
+    the sweep's num_samples), `acquisition` ("logei" or "ucb"), `ucb_beta`,
+    `output_transform` ("power", "clip" or "standardize"), `failed` ("worst" or "ignore"),
+    `n_candidates` (random candidates the acquisition scores per proposal before local
+    optimisation: two thirds Sobol points, one third perturbations of the best points),
     `n_starts`, `max_fit_points`, `max_points`, `min_distance` (in lengthscales: candidates
-    closer than this to an evaluated or in-flight point are passed over), `budget_attr`.
+    closer than this to an evaluated or in-flight point are passed over), `budget_attr`,
+    `exhaustive` (finite spaces: end the sweep once every point was tried).
     """
 
     def __init__(
@@ -70,24 +76,29 @@ class GPSearcher(SpaceSearcher):
         evaluated_rewards: Sequence[float] | None = None,
         seed: int | None = None,
         *,
-        n_initial: int | None = None,
+        n_startup: int | None = None,
         acquisition: str = "logei",
         ucb_beta: float = 4.0,
         output_transform: str = "power",
         failed: str = "worst",
-        n_candidates: int = 1024,
+        n_candidates: int = 1536,
         n_starts: int = 8,
         max_fit_points: int = 128,
         max_points: int = 600,
         min_distance: float = 1e-3,
         budget_attr: str = "training_iteration",
+        exhaustive: bool = False,
     ) -> None:
         if acquisition not in ("logei", "ucb"):
             raise ValueError(f"acquisition must be 'logei' or 'ucb', got {acquisition!r}")
         if failed not in ("worst", "ignore"):
             raise ValueError(f"failed must be 'worst' or 'ignore', got {failed!r}")
         OutputTransform(output_transform)(np.arange(4.0))  # validates the name early
-        self.n_initial = n_initial
+        if n_startup is not None and n_startup < 0:
+            raise ValueError(f"n_startup must be >= 0, got {n_startup}")
+        if n_candidates < 3:
+            raise ValueError(f"n_candidates must be >= 3, got {n_candidates}")
+        self.n_startup = None if n_startup is None else int(n_startup)
         self.acquisition = acquisition
         self.ucb_beta = float(ucb_beta)
         self.output_transform = output_transform
@@ -98,19 +109,18 @@ class GPSearcher(SpaceSearcher):
         self.max_points = int(max_points)
         self.min_distance = float(min_distance)
         self._theta: np.ndarray | None = None  # last MAP hyperparameters (warm start)
-        self._sobol_seed: int | None = None
-        self._sobol_used = 0
         self._encoding: Encoding | None = None
-        super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr)
+        super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr, exhaustive)
+        self._design = SobolDesign(int(self.rng.integers(2**31 - 1)))
 
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict:
-        return {"theta": self._theta, "sobol_seed": self._sobol_seed, "sobol_used": self._sobol_used}
+        theta = None if self._theta is None else [float(t) for t in self._theta]
+        return {"theta": theta, "design": self._design.state()}
 
     def set_extra_state(self, state: dict) -> None:
-        self._theta = state.get("theta")
-        self._sobol_seed = state.get("sobol_seed")
-        self._sobol_used = state.get("sobol_used", 0)
+        self._theta = None if state.get("theta") is None else np.array(state["theta"], dtype=float)
+        self._design = SobolDesign.from_state(state["design"])
         self._encoding = None
 
     # ------------------------------------------------------------------ proposal
@@ -121,35 +131,32 @@ class GPSearcher(SpaceSearcher):
             self._encoding = Encoding(self.space)
         return self._encoding
 
-    def initial_size(self) -> int:
-        if self.n_initial is not None:
-            return max(int(self.n_initial), 1)
-        return max(5, min(10, self.encoding.n_raw + 1))
+    def startup_size(self) -> int | None:
+        if self.n_startup is not None:
+            return self.n_startup
+        if self.space is None:
+            return None
+        return default_startup_size(len(self.space.params), self.num_samples)
 
     def propose(self, pending: list[Flat]) -> Flat | None:
         assert self.space is not None
         if self.encoding.n_raw == 0:
             return {}
         n_ok = sum(o.ok for o in self.observations)
-        if n_ok + len(pending) < self.initial_size() or n_ok < 2:
+        if n_ok + len(pending) < (self.startup_size() or 0) or n_ok < 2:
             return self._initial_point()
         # The matrices are small (n <= max_points): threaded BLAS only adds synchronisation,
         # which on a busy machine made each suggestion several times slower.
         with _single_thread_blas():
             return self._model_point(pending)
 
-    def _initial_point(self) -> Flat | None:
-        enc = self.encoding
-        if self._sobol_seed is None:
-            self._sobol_seed = int(self.rng.integers(2**62))
+    def _initial_point(self) -> Flat:
+        assert self.space is not None
         for _ in range(64):
-            i = self._sobol_used
-            self._sobol_used += 1
-            u = sobol(enc.n_raw, i + 1, self._sobol_seed)[i]
-            flat = enc.flat_from_raw(u)
+            flat = self._design.next_point(self.space)
             if not self.is_seen(flat):
                 return flat
-        return self.random_unseen()
+        return self.random_point()
 
     def training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, raw losses, ok mask) of the observations the model uses."""
@@ -192,8 +199,8 @@ class GPSearcher(SpaceSearcher):
         top = sorted(range(len(ok_obs)), key=lambda i: ok_obs[i].loss)[:5]
         anchors = np.stack([enc.raw_from_flat(ok_obs[i].flat) for i in top])
         ranked, _ = optimize_acquisition(
-            acq, enc, self.rng, anchors, n_candidates=self.n_candidates, n_local=self.n_candidates // 2,
-            n_starts=self.n_starts,
+            acq, enc, self.rng, anchors, n_candidates=self.n_candidates - self.n_candidates // 3,
+            n_local=self.n_candidates // 3, n_starts=self.n_starts,
         )
         # Skip candidates within `min_distance` lengthscales of a point already evaluated or
         # in flight: re-measuring (almost) the same point teaches the model nothing, and
@@ -212,4 +219,6 @@ class GPSearcher(SpaceSearcher):
             flat = enc.flat_from_raw(u)
             if not self.is_seen(flat):
                 return flat
-        return self.random_unseen()
+        # A finite space whose candidates were all tried: an untried point if one is left,
+        # else the acquisition's favourite again (a repeat sharpens a noisy estimate).
+        return self.random_unseen() or enc.flat_from_raw(ranked[0])

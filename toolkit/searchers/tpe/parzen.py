@@ -17,19 +17,23 @@ against 1000 observations costs a few small numpy array operations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import log_ndtr, ndtr, ndtri
 
-from toolkit.space.params import Categorical, Float, Int, Normal
+from toolkit.space.params import Categorical, Int, Normal
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
 class Dim:
-    """How one parameter looks to the estimator (internal scale, bounds, grid, prior)."""
+    """How one parameter looks to the estimator (internal scale, bounds, grid, prior).
+
+    Grids and snapping come from the parameter's distribution (`grid_spec`, `snap_internal`),
+    the one place the space defines them.
+    """
 
     categorical: bool
     lo: float = 0.0  # internal bounds (numeric)
@@ -37,38 +41,34 @@ class Dim:
     n_options: int = 0  # categorical
     prior_mu: float = 0.0
     prior_sigma: float = 1.0
-    # Discrete numeric grid in *value* space: low, step, number of points, log flag.
-    # (A quantised float is a grid too; its first point and step come from q.)
+    # Discrete numeric grid in *value* space: first value, step, number of points, log flag.
     grid_low: float | None = None
     grid_step: float = 1.0
     grid_n: int = 0
     log: bool = False
     value_low: float = 0.0  # value-space bounds (bins are clipped to them)
     value_high: float = 0.0
+    dist: object = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def of(dist) -> "Dim":
         if isinstance(dist, Categorical):
-            return Dim(True, n_options=dist.n_options)
+            return Dim(True, n_options=dist.n_options, dist=dist)
         lo, hi = dist.internal_bounds
         if isinstance(dist, Normal):
             # The prior of an unbounded normal parameter is the normal itself.
-            base = dict(lo=lo, hi=hi, prior_mu=float(dist.mean), prior_sigma=float(dist.sd))
-            if dist.q is not None:
-                first = math.ceil(lo / dist.q)
-                n = math.floor(hi / dist.q) - first + 1
-                return Dim(False, **base, grid_low=first * dist.q, grid_step=dist.q, grid_n=n, value_low=lo, value_high=hi)
-            return Dim(False, **base)
-        # Bounded parameters: a prior as wide as the range, centred (hyperopt and Optuna).
-        base = dict(lo=lo, hi=hi, prior_mu=0.5 * (lo + hi), prior_sigma=hi - lo, log=bool(dist.log))
-        if isinstance(dist, Int):
-            return Dim(False, **base, grid_low=float(dist.low), grid_step=float(dist.step), grid_n=dist.n_values,
-                       value_low=dist.low - 0.5 * dist.step, value_high=dist.high + 0.5 * dist.step)
-        if isinstance(dist, Float) and dist.q is not None:
-            grid = dist.grid()
-            return Dim(False, **base, grid_low=float(grid[0]), grid_step=float(dist.q), grid_n=len(grid),
-                       value_low=float(dist.low), value_high=float(dist.high))
-        return Dim(False, **base)
+            base = dict(lo=lo, hi=hi, prior_mu=float(dist.mean), prior_sigma=float(dist.sd), value_low=lo, value_high=hi)
+        else:
+            # Bounded parameters: a prior as wide as the range, centred (hyperopt and Optuna).
+            base = dict(lo=lo, hi=hi, prior_mu=0.5 * (lo + hi), prior_sigma=hi - lo, log=bool(dist.log),
+                        value_low=float(dist.low), value_high=float(dist.high))
+        spec = dist.grid_spec()
+        if spec is None:
+            return Dim(False, **base, dist=dist)
+        if isinstance(dist, Int):  # every integer owns half a step each side
+            base.update(value_low=dist.low - 0.5 * dist.step, value_high=dist.high + 0.5 * dist.step)
+        first, step, n = spec
+        return Dim(False, **base, grid_low=float(first), grid_step=float(step), grid_n=int(n), dist=dist)
 
     @property
     def discrete(self) -> bool:
@@ -79,10 +79,7 @@ class Dim:
         x = np.clip(x, self.lo, self.hi)
         if not self.discrete:
             return x
-        v = np.exp(x) if self.log else x
-        k = np.clip(np.round((v - self.grid_low) / self.grid_step), 0, self.grid_n - 1)
-        v = self.grid_low + k * self.grid_step
-        return np.log(v) if self.log else v
+        return self.dist.snap_internal(x)  # type: ignore[union-attr]
 
     def bins(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Internal edges of the grid bins of snapped internal values `x`."""

@@ -1,8 +1,9 @@
 """`TPESearcher`: Tree-structured Parzen Estimator search on tunekit's typed space.
 
 The algorithm (Bergstra et al., 2011), with what hyperopt, Optuna and BOHB learned since:
-- start-up: the first `n_startup` suggestions come from a scrambled Sobol design (points
-  spread over the space instead of clumping, as random start-ups do at small budgets);
+- start-up: the first `n_startup` suggestions come from the scrambled Sobol design both our
+  searchers share (`toolkit.searchers.startup`), its length chosen from the number of
+  parameters and the sweep's budget unless set;
 - split: the best gamma(n) finished trials are "good": 15% (BOHB's fraction) capped at 25
   (Optuna's cap, so l(x) stays sharp in long runs); Optuna's 10% and hyperopt's 0.25 sqrt(n)
   are options. hyperopt's rule is greedier early and lost on our benchmark. Failed trials and trials still running
@@ -18,18 +19,21 @@ The algorithm (Bergstra et al., 2011), with what hyperopt, Optuna and BOHB learn
   (multivariate, as in BOHB and Optuna >= 4), each group only from the trials where it was
   active, so a conditional parameter is never modelled from trials that did not use it;
   `multivariate=False` gives one group per parameter (hyperopt, Optuna's classic TPE);
-- proposal: `n_candidates` draws from l(x), the one with the largest l(x) / g(x) wins.
+- proposal: `n_candidates` draws from l(x), the one with the largest l(x) / g(x) wins. On a
+  finite space, when that point was tried already, every untried point is scored by l/g and
+  the best one is proposed; once every point was tried, the model's favourite is proposed
+  again (a repeat, which averages noise), unless `exhaustive`.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.searchers.base import SpaceSearcher
+from toolkit.searchers.base import ENUMERATION_LIMIT, SpaceSearcher
+from toolkit.searchers.startup import SobolDesign, default_startup_size
 from toolkit.searchers.tpe.parzen import Dim, ParzenEstimator
 from toolkit.searchers.tpe.split import recency_weights, resolve_gamma, split
 from toolkit.space.space import Flat, SearchSpace
@@ -39,10 +43,13 @@ class TPESearcher(SpaceSearcher):
     """TPE over a `SearchSpace`, a Ray Tune param_space or a hyperopt space.
 
     Algorithm options (all keyword-only):
-        n_startup: suggestions from the start-up design before the model is used (10).
+        n_startup: suggestions from the start-up design before the model is used (None:
+            `default_startup_size`, 5-10 by the number of parameters and at most a quarter
+            of the sweep's num_samples).
         startup: "sobol" (scrambled Sobol design) or "random".
-        n_candidates: draws from l(x) scored per proposal (64; hyperopt and Optuna use 24,
-            64 was better on our benchmark and costs little since scoring is vectorised).
+        n_candidates: random candidates the acquisition (here l(x) / g(x)) scores per
+            proposal, drawn from l(x) (64; hyperopt and Optuna use 24, 64 was better on our
+            benchmark and costs little since scoring is vectorised).
         gamma: the fraction of finished trials that is "good", capped at 25 (0.15, BOHB's
             fraction with Optuna's cap; it beat Optuna's 10% on our benchmark), "linear"
             (Optuna: 10%, cap 25), "sqrt" (hyperopt: 0.25 sqrt(n), cap 25) or n -> n_good.
@@ -64,6 +71,8 @@ class TPESearcher(SpaceSearcher):
         fit_budget: fit on the results reported at this budget (e.g. training_iteration)
             instead of final results; the multi-fidelity scheduler sets it (BOHB style).
         budget_attr: the result key that names the budget ("training_iteration").
+        exhaustive: on a finite space, end the sweep once every point was tried (False:
+            propose repeats until num_samples is reached).
     """
 
     def __init__(
@@ -75,7 +84,7 @@ class TPESearcher(SpaceSearcher):
         evaluated_rewards: list[float] | None = None,
         seed: int | None = None,
         *,
-        n_startup: int = 10,
+        n_startup: int | None = None,
         startup: str = "sobol",
         n_candidates: int = 64,
         gamma: str | float | Callable[[int], int] = 0.15,
@@ -88,6 +97,7 @@ class TPESearcher(SpaceSearcher):
         failed_as_bad: bool = True,
         fit_budget: float | None = None,
         budget_attr: str = "training_iteration",
+        exhaustive: bool = False,
     ) -> None:
         if startup not in ("sobol", "random"):
             raise ValueError(f"startup must be 'sobol' or 'random', got {startup!r}")
@@ -95,10 +105,10 @@ class TPESearcher(SpaceSearcher):
             raise ValueError(f"bandwidth must be 'neighbour' or 'scott', got {bandwidth!r}")
         if liar not in ("bad", None):
             raise ValueError(f"liar must be 'bad' or None, got {liar!r}")
-        if n_candidates < 1 or n_startup < 0 or prior_weight <= 0 or liar_weight <= 0:
+        if n_candidates < 1 or (n_startup is not None and n_startup < 0) or prior_weight <= 0 or liar_weight <= 0:
             raise ValueError("need n_candidates >= 1, n_startup >= 0, prior_weight > 0 and liar_weight > 0")
-        super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr)
-        self.n_startup = int(n_startup)
+        super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr, exhaustive)
+        self.n_startup = None if n_startup is None else int(n_startup)
         self.startup = startup
         self.n_candidates = int(n_candidates)
         self.gamma = resolve_gamma(gamma)
@@ -112,24 +122,25 @@ class TPESearcher(SpaceSearcher):
         self.liar_weight = float(liar_weight)
         self.failed_as_bad = bool(failed_as_bad)
         self.fit_budget = fit_budget
-        # The design's scrambling seed comes from the searcher's one RNG, so a seeded searcher
-        # is reproducible and a restored one continues the same design.
-        self._design_seed = int(self.rng.integers(2**31 - 1))
-        self._design_issued = 0
-        self._design_cache: tuple[int, np.ndarray] | None = None
+        self._design = SobolDesign(int(self.rng.integers(2**31 - 1)))
         self._layout: tuple[SearchSpace, list[Dim], list[list[int]]] | None = None
         self._rows = np.empty((0, 0))  # internal-value rows of self.observations (a cache)
         self._losses = np.empty(0)
         self._rows_for: list[Any] = []
 
     # ------------------------------------------------------------------ state
+    def startup_size(self) -> int | None:
+        if self.n_startup is not None:
+            return self.n_startup
+        if self.space is None:
+            return None
+        return default_startup_size(len(self.space.params), self.num_samples)
+
     def extra_state(self) -> dict:
-        return {"design_seed": self._design_seed, "design_issued": self._design_issued}
+        return {"design": self._design.state()}
 
     def set_extra_state(self, state: dict) -> None:
-        self._design_seed = state.get("design_seed", self._design_seed)
-        self._design_issued = state.get("design_issued", 0)
-        self._design_cache = None
+        self._design = SobolDesign.from_state(state["design"])
         self._layout = None
         self._rows, self._losses, self._rows_for = np.empty((0, 0)), np.empty(0), []
 
@@ -197,35 +208,31 @@ class TPESearcher(SpaceSearcher):
             reported = {o.trial_id for o in observations}
             pending = [flat for tid, flat in self.live.items() if tid not in reported]
         n_ok = len(observations) and int(np.isfinite(self._dataset(observations)[1]).sum())
-        if len(observations) + len(pending) < self.n_startup or n_ok == 0:
-            flat = self._design_point() if self.startup == "sobol" else None
+        n_startup = self.startup_size() or 0
+        if len(observations) + len(pending) < n_startup or n_ok == 0:
+            flat = None
+            if self.startup == "sobol" and len(self.space.params) and self._design.issued < n_startup:
+                flat = self._design.next_point(self.space)
             if flat is None or self.is_seen(flat):
-                flat = self.random_unseen() if finite else self.space.sample(self.rng)
+                flat = self.random_point()
             return flat
-        flat = self._model_point(observations, pending)
+        flat, score_points = self._model_point(observations, pending)
         if finite and self.is_seen(flat):
-            # Small discrete spaces: the model's favourite may already be taken.
-            return self.random_unseen()
+            # The model's favourite was tried already: the best untried point by l/g, or the
+            # favourite again (a repeat) once nothing is untried.
+            return self._best_untried(score_points) or flat
         return flat
 
-    def _design_point(self) -> Flat | None:
+    def _best_untried(self, score_points: Callable[[list[Flat]], np.ndarray]) -> Flat | None:
         assert self.space is not None
-        d = len(self.space.params)
-        if d == 0 or self._design_issued >= self.n_startup:
+        if self.space.cardinality() > ENUMERATION_LIMIT:
+            return self.random_unseen()
+        untried = [f for f in self.space.points() if not self.is_seen(f)]
+        if not untried:
             return None
-        if self._design_cache is None or self._design_cache[0] != self._design_seed:
-            from scipy.stats import qmc
+        return untried[int(np.argmax(score_points(untried)))]
 
-            m = max(1, math.ceil(math.log2(max(self.n_startup, 2))))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pts = qmc.Sobol(d, scramble=True, seed=self._design_seed).random_base2(m)
-            self._design_cache = (self._design_seed, pts)
-        u = self._design_cache[1][self._design_issued]
-        self._design_issued += 1
-        return self.space.decode(u)
-
-    def _model_point(self, observations: list, pending: list[Flat]) -> Flat:
+    def _model_point(self, observations: list, pending: list[Flat]) -> tuple[Flat, Callable[[list[Flat]], np.ndarray]]:
         assert self.space is not None
         dims, groups = self._get_layout()
         X, losses = self._dataset(observations)
@@ -241,36 +248,22 @@ class TPESearcher(SpaceSearcher):
         n_lies = len(pending) if self.liar == "bad" else 0
         if n_lies:
             # In-flight trials are the newest "bad" observations (Optuna's constant liar),
-            # each weighing `liar_weight` of a real one (see _model_point's g below).
+            # each weighing `liar_weight` of a real one (see _fit_group).
             X_bad = np.vstack([X_bad] + [self._row(f) for f in pending])
 
+        fitted: dict[int, tuple[ParzenEstimator, ParzenEstimator]] = {}
+
+        def estimators(gi: int) -> tuple[ParzenEstimator, ParzenEstimator]:
+            if gi not in fitted:
+                fitted[gi] = self._fit_group(groups[gi], dims, X_good, X_bad, n_lies)
+            return fitted[gi]
+
         chosen: Flat = {}
-        for group in groups:
+        for gi, group in enumerate(groups):
             parent = self.space.params[group[0]].parent
             if parent is not None and chosen.get(parent[0]) != parent[1]:
                 continue  # the group's branch was not chosen: its parameters stay absent
-            sub = [dims[i] for i in group]
-            lg = X_good[:, group]
-            lg = lg[~np.isnan(lg[:, 0])]
-            bg = X_bad[:, group]
-            keep = ~np.isnan(bg[:, 0])
-            bg = bg[keep]
-            bw = recency_weights(len(bg))
-            if n_lies:
-                # The lies are the last rows of X_bad. Running trials sit where l(x) is
-                # high, so 7 full-weight lies lift g(x) over the whole good region and push
-                # suggestions out of it; lighter lies still keep suggestions off each other.
-                # At 8 in flight on tuning seeds (0-23, 100-131; 56 runs per problem, branin,
-                # hartmann6, levy4, mixed) the mean log10 regret ratio batch 8 / batch 1 was
-                # +0.51 at weight 1, +0.46 with no liar, +0.39 at 0.1 and +0.38 at 0.3; 0.3
-                # keeps pending suggestions almost as far apart as weight 1 (tests).
-                kept_lies = int(keep[len(keep) - n_lies:].sum())
-                if kept_lies:
-                    bw[len(bw) - kept_lies:] *= self.liar_weight
-            opts = dict(prior_weight=self.prior_weight, bandwidth=self.bandwidth,
-                        categorical_smoothing=self.categorical_smoothing)
-            l_est = ParzenEstimator(sub, lg, recency_weights(len(lg)), **opts)
-            g_est = ParzenEstimator(sub, bg, bw, **opts)
+            l_est, g_est = estimators(gi)
             cands = l_est.sample(self.rng, self.n_candidates)
             score = l_est.log_pdf(cands) - g_est.log_pdf(cands)
             best = cands[int(np.argmax(score))]
@@ -278,5 +271,45 @@ class TPESearcher(SpaceSearcher):
                 p = self.space.params[i]
                 v = int(best[j]) if p.is_categorical else p.dist.from_internal(float(best[j]))
                 chosen[p.key] = v
+
+        def score_points(points: list[Flat]) -> np.ndarray:
+            """log l(x) - log g(x) of whole points: the sum over their active groups."""
+            rows = np.array([self._row(f) for f in points]).reshape(len(points), len(dims))
+            total = np.zeros(len(points))
+            for gi, group in enumerate(groups):
+                active = ~np.isnan(rows[:, group[0]])
+                if active.any():
+                    l_est, g_est = estimators(gi)
+                    sub_rows = rows[active][:, group]
+                    total[active] += l_est.log_pdf(sub_rows) - g_est.log_pdf(sub_rows)
+            return total
+
         # Re-walk the tree so the point holds exactly the active parameters, in order.
-        return self.space.complete(chosen, lambda p: p.dist.sample(self.rng))
+        return self.space.complete(chosen, lambda p: p.dist.sample(self.rng)), score_points
+
+    def _fit_group(self, group: list[int], dims: list[Dim], X_good: np.ndarray, X_bad: np.ndarray,
+                   n_lies: int) -> tuple[ParzenEstimator, ParzenEstimator]:
+        """l(x) and g(x) of one group of co-active parameters."""
+        sub = [dims[i] for i in group]
+        lg = X_good[:, group]
+        lg = lg[~np.isnan(lg[:, 0])]
+        bg = X_bad[:, group]
+        keep = ~np.isnan(bg[:, 0])
+        bg = bg[keep]
+        bw = recency_weights(len(bg))
+        if n_lies:
+            # The lies are the last rows of X_bad. Running trials sit where l(x) is
+            # high, so 7 full-weight lies lift g(x) over the whole good region and push
+            # suggestions out of it; lighter lies still keep suggestions off each other.
+            # At 8 in flight on tuning seeds (0-23, 100-131; 56 runs per problem, branin,
+            # hartmann6, levy4, mixed) the mean log10 regret ratio batch 8 / batch 1 was
+            # +0.51 at weight 1, +0.46 with no liar, +0.39 at 0.1 and +0.38 at 0.3; 0.3
+            # keeps pending suggestions almost as far apart as weight 1 (tests).
+            kept_lies = int(keep[len(keep) - n_lies:].sum())
+            if kept_lies:
+                bw[len(bw) - kept_lies:] *= self.liar_weight
+        opts = dict(prior_weight=self.prior_weight, bandwidth=self.bandwidth,
+                    categorical_smoothing=self.categorical_smoothing)
+        l_est = ParzenEstimator(sub, lg, recency_weights(len(lg)), **opts)
+        g_est = ParzenEstimator(sub, bg, bw, **opts)
+        return l_est, g_est
