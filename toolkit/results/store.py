@@ -30,6 +30,7 @@ import math
 import os
 import re
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -41,6 +42,8 @@ STAGING = "_incomplete"
 JOURNAL = "journal.jsonl"
 FORMAT = "tunekit-record"
 FORMAT_VERSION = 1
+# A manifest holds settings and checksums, never tables: anything larger is not one.
+MAX_MANIFEST_BYTES = 64 << 20
 _VDIR = re.compile(r"^v(\d+)$")
 
 
@@ -62,6 +65,10 @@ class IntegrityError(RecordError):
 
 class IncompleteRecordError(RecordError):
     """The version was never published (still running, or its writer died)."""
+
+
+class IdentityMismatch(IntegrityError):
+    """The manifest names another record or version than the folder it was loaded from."""
 
 
 # --------------------------------------------------------------------------- JSON helpers
@@ -111,6 +118,79 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_record_file(path: Path, folder: Path, *, size: int | None = None,
+                     max_bytes: int | None = None) -> bytes:
+    """The bytes of a record's file, refusing anything that is not what it claims to be.
+
+    Records travel between people and machines, so a file may have been replaced by a
+    symlink (to ``/dev/zero``, to a file outside the record), a FIFO (reading would hang)
+    or a device. ``lstat`` decides before anything is opened: only a regular file directly
+    inside ``folder`` is read, and only when its size is the one the manifest recorded
+    (``size``) or at most ``max_bytes``; the open itself neither follows links nor blocks."""
+    path, folder = Path(path), Path(folder)
+    if os.path.normpath(path.parent) != os.path.normpath(folder):
+        raise IntegrityError(f"{path}: outside the version folder {folder}", path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise IntegrityError(f"{path}: file is missing", path) from None
+    except OSError as e:
+        raise IntegrityError(f"{path}: cannot be read ({e.strerror or e})", path) from None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        raise IntegrityError(f"{path}: is a symbolic link (to {target}); a record's files must be "
+                             "regular files inside its version folder", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise IntegrityError(f"{path}: is {_kind_of(st.st_mode)}, not a regular file", path)
+    if size is not None and st.st_size != size:
+        raise IntegrityError(
+            f"{path}: size {st.st_size} bytes, manifest says {size}: the file is truncated or altered", path)
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise IntegrityError(f"{path}: {st.st_size} bytes, more than the {max_bytes} such a file can hold", path)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise IntegrityError(f"{path}: cannot be opened ({e.strerror or e})", path) from None
+    with os.fdopen(fd, "rb") as f:
+        now = os.fstat(f.fileno())
+        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(now.st_mode):
+            raise IntegrityError(f"{path}: was replaced while being read", path)
+        data = f.read(st.st_size + 1)  # one byte more tells a file that grew meanwhile
+    if len(data) != st.st_size:
+        raise IntegrityError(f"{path}: changed size while being read", path)
+    return data
+
+
+def check_identity(vdir: Path, manifest: dict, path: Path | None = None) -> None:
+    """Refuse a manifest whose name or version is not the folder it was loaded from.
+
+    A manifest's name later names output files (``<name>-v<N>.html``), so a record that
+    says ``name: ../../x`` must never get that far; the folder, not the manifest, is what
+    the user asked for."""
+    vdir = Path(vdir)
+    where = path or vdir / MANIFEST
+    name, version = manifest.get("name"), manifest.get("version")
+    folder_name, folder_version = vdir.parent.name, vdir.name
+    if (name != folder_name or isinstance(version, bool) or not isinstance(version, int)
+            or f"v{version}" != folder_version):
+        raise IdentityMismatch(
+            f"{where}: the manifest says {name!r} version {version!r} but it was loaded from "
+            f"{folder_name}/{folder_version}: a record's name and version must match its folder", where)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -198,7 +278,9 @@ def _is_record_name(name: str) -> bool:
 
 
 def is_published(vdir: Path) -> bool:
-    return (Path(vdir) / MANIFEST).is_file()
+    # lexists, not is_file: a manifest replaced by a link or a FIFO is a published version
+    # that fails to load, naming the file, rather than one that silently looks incomplete.
+    return os.path.lexists(Path(vdir) / MANIFEST)
 
 
 def reserve_version(root: Path, name: str) -> tuple[int, Path]:
@@ -221,21 +303,53 @@ def reserve_version(root: Path, name: str) -> tuple[int, Path]:
         return n, vdir
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>`` (Linux), so a
+    later process that got the same pid is told apart; None where /proc cannot say."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            boot = f.read().strip().decode()
+        return f"{boot}:{int(fields[19])}"  # field 22 of stat; fields[0] is field 3
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def writer_identity() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    ident = {"pid": os.getpid(), "host": socket.gethostname()}
+    started = process_start(os.getpid())
+    if started:
+        ident["process_start"] = started
+    return ident
 
 
-def writer_alive(writer: dict | None) -> bool | None:
-    """Whether a staging version's writer process still runs (None: cannot tell, other host)."""
-    if not writer or writer.get("host") != socket.gethostname():
+def writer_alive(writer: Any) -> bool | None:
+    """Whether a staging version's writer process still runs (None: cannot tell, other host).
+
+    A pid alone is not enough: once the writer died its pid may belong to another process,
+    so the recorded start time must match too (records written without one fall back to
+    the pid)."""
+    if not isinstance(writer, dict) or writer.get("host") != socket.gethostname():
+        return None
+    pid = writer.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return None
     try:
-        os.kill(int(writer["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, TypeError, KeyError):
+    except PermissionError:
+        pass  # alive, owned by another user
+    except OSError:
         return None
-    return True
+    recorded = writer.get("process_start")
+    if recorded is None:
+        return True
+    current = process_start(pid)
+    if current is None:
+        return None
+    return current == recorded
 
 
 def journal_line(payload: str) -> str:
@@ -243,16 +357,54 @@ def journal_line(payload: str) -> str:
     return f"{sha256_bytes(payload.encode())} {payload}\n"
 
 
+def _entry_problem(entry: dict, seen: set[str]) -> str | None:
+    """What is wrong with a journal entry whose checksum matched (a line can be forged with
+    its checksum recomputed), or None. Unknown kinds are left for newer readers."""
+    kind = entry.get("kind")
+    if kind == "trial":
+        trial = entry.get("trial")
+        if not isinstance(trial, dict):
+            return "'trial' is not an object"
+        tid = trial.get("trial_id")
+        if not isinstance(tid, str) or not tid:
+            return "the trial has no trial_id"
+        if tid in seen:
+            return f"trial {tid!r} appears twice"
+        seen.add(tid)
+        if not isinstance(trial.get("config"), (dict, type(None))):
+            return f"trial {tid!r}: 'config' is not an object"
+        columns = entry.get("columns")
+        if columns is None:
+            return None
+        if not isinstance(columns, dict) or not all(isinstance(v, list) for v in columns.values()):
+            return f"trial {tid!r}: 'columns' is not an object of lists"
+        if len({len(v) for v in columns.values()}) > 1:
+            return f"trial {tid!r}: metric columns of different lengths"
+        # Other columns may hold stray non-numbers (they become nulls); iterations may not.
+        for v in columns.get("training_iteration") or ():
+            if isinstance(v, bool) or not isinstance(v, int):
+                return f"trial {tid!r}: training_iteration {v!r} is not an integer"
+    elif kind == "suggestions":
+        rows = entry.get("rows")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            return "'rows' is not a list of objects"
+    return None
+
+
 def read_journal(staging: Path) -> list[dict]:
     """Entries of a staging journal. A damaged LAST line is a write cut short by a crash and
-    is dropped; a damaged line before it means the file was altered: `IntegrityError`."""
-    path = Path(staging) / JOURNAL
-    if not path.exists():
+    is dropped; a damaged line before it means the file was altered: `IntegrityError`. A
+    line whose checksum matches but whose content is not a journal entry was written by
+    something else than a `RecordWriter`: `IntegrityError` wherever it is."""
+    staging = Path(staging)
+    path = staging / JOURNAL
+    if not os.path.lexists(path):
         return []
-    lines = path.read_bytes().split(b"\n")
+    lines = read_record_file(path, staging).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    entries = []
+    entries: list[dict] = []
+    seen: set[str] = set()
     for i, raw in enumerate(lines):
         digest, _, payload = raw.partition(b" ")
         ok = len(digest) == 64 and sha256_bytes(payload) == digest.decode(errors="replace")
@@ -266,6 +418,10 @@ def read_journal(staging: Path) -> list[dict]:
             if i == len(lines) - 1:
                 break  # torn tail: the flush that wrote it never completed
             raise IntegrityError(f"{path}: line {i + 1} does not match its checksum: the journal was altered", path)
+        problem = _entry_problem(entry, seen)
+        if problem:
+            raise IntegrityError(f"{path}: line {i + 1} is not a journal entry ({problem}): "
+                                 "the journal was altered", path)
         entries.append(entry)
     return entries
 
@@ -273,8 +429,12 @@ def read_journal(staging: Path) -> list[dict]:
 def count_journal_trials(staging: Path) -> int:
     """Trials in a journal without parsing it (for listings)."""
     path = Path(staging) / JOURNAL
-    if not path.exists():
+    if not os.path.lexists(path):
         return 0
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the listing
+        raise IntegrityError(f"{path}: is {'a symbolic link' if stat.S_ISLNK(st.st_mode) else _kind_of(st.st_mode)}, "
+                             "not a regular file", path)
     marker = b' {"kind": "trial"'
     with open(path, "rb") as f:
         return sum(1 for line in f if line[64:64 + len(marker)] == marker and line.endswith(b"\n"))
