@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import resource
 import time
 from typing import Any, Callable, ClassVar, Mapping
@@ -79,6 +78,7 @@ from torch import nn
 from trainables import data as data_mod
 from trainables.batches import LoaderBatches, TensorBatches
 from trainables.config import integer, number
+from trainables.rng import rng_state, seed_everything, set_rng_state
 from trainables.optim import build_optimizer, resolve_optimizer
 from trainables.schedules import build_lr_scheduler, needs_horizon, resolve_schedule
 from trainables.step import TrainStep
@@ -230,9 +230,7 @@ class TorchTrainable(tune.Trainable):
             torch.backends.cudnn.benchmark = not deterministic
 
         seed = cfg["seed"]
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)  # also seeds every CUDA device
+        seed_everything(seed)
         self.loader_gen = torch.Generator(device="cpu")
         self.loader_gen.manual_seed(seed + _LOADER_SEED_OFFSET)
 
@@ -311,7 +309,8 @@ class TorchTrainable(tune.Trainable):
             memory_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
             memory_mb = _rss_mb()
-        quality = [m for m in (self.METRICS or ()) if m not in COMMON_METRICS]
+        quality = CLASSIFICATION_METRICS if self.task_kind == "classification" else REGRESSION_METRICS
+        quality = [*quality, *(f"val_{name}" for name in self.extra_metrics())]
         result = {
             **{m: math.nan for m in quality}, "grad_norm": math.nan, "update_ratio": math.nan,
             "step_update_ratio": math.nan,
@@ -364,10 +363,12 @@ class TorchTrainable(tune.Trainable):
             if classify:
                 correct += (outputs.detach().argmax(1) == yb).sum()
             if b - start == group - 1:  # the group's last micro-batch: one optimizer step
-                ratios, gn = self._apply(ratios is None)
+                probe, gn = self._apply(ratios is None)
+                ratios = ratios or probe
                 gn_sum, gn_count = self._add_norm(gn, gn_sum, gn_count)
         if n_batches is None and b >= 0 and b % k != k - 1:  # a partial last group of unknown size
-            ratios, gn = self._apply(ratios is None)
+            probe, gn = self._apply(ratios is None)
+            ratios = ratios or probe
             gn_sum, gn_count = self._add_norm(gn, gn_sum, gn_count)
         w_norm = torch.linalg.vector_norm(w0)
         update = torch.linalg.vector_norm(_flat(params) - w0)
@@ -449,7 +450,6 @@ class TorchTrainable(tune.Trainable):
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> str:
-        np_state = np.random.get_state(legacy=True)
         state = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
@@ -461,14 +461,7 @@ class TorchTrainable(tune.Trainable):
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             # Tensors and plain values only, so the file loads with weights_only=True.
-            "rng": {
-                "python": random.getstate(),
-                "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                          "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-                "loader": self.loader_gen.get_state(),
-            },
+            "rng": {**rng_state(cuda=self.device.type == "cuda"), "loader": self.loader_gen.get_state()},
         }
         torch.save(state, os.path.join(checkpoint_dir, CHECKPOINT_FILE))
         return checkpoint_dir
@@ -495,13 +488,7 @@ class TorchTrainable(tune.Trainable):
         self.es_best, self.es_bad = state["early_stopping"]["best"], state["early_stopping"]["bad"]
         self.ratio_off = state["ratio_off"]
         rng = state["rng"]
-        random.setstate(rng["python"])
-        np_rng = rng["numpy"]
-        np.random.set_state(("MT19937", np_rng["keys"].numpy().astype(np.uint32), np_rng["pos"],
-                             np_rng["has_gauss"], np_rng["cached_gaussian"]))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state({**rng, "cuda": rng["cuda"] if self.device.type == "cuda" else None})
         self.loader_gen.set_state(rng["loader"])
 
     def reset_config(self, new_config: dict) -> bool:
