@@ -5,7 +5,8 @@
     >>> history = run_local(DigitsMLP, {"lr": 3e-3}, iterations=5)
     >>> history[-1]["val_acc"]
 
-Useful for benchmarks (one objective evaluation = one call), debugging a trainable, and tests.
+The one in-process runner: `tunekit reproduce` reruns recorded trials with it, and it serves
+benchmarks (one objective evaluation = one call), debugging a trainable, and tests.
 Ray 2.60's `Trainable(config=...)` works without a running Ray: with no StorageContext it only
 creates a scratch log directory under ~/ray_results, which `run_local` removes afterwards.
 """

@@ -68,6 +68,16 @@ class CodeInfo(_Open):
     git: GitState | None = None
     note: str | None = None
 
+    def summary(self) -> str:
+        """One line saying what identifies the code."""
+        if self.status == "git" and self.git is not None:
+            g = self.git
+            state = f"dirty, diff sha256 {g.diff_sha256}" if g.dirty else "clean"
+            return f"{self.file}: git {g.commit} ({g.branch}), {state}"
+        if self.status == "not under version control":
+            return f"{self.file}: not under version control, file sha256 {self.file_sha256}"
+        return f"{self.trainable}: {self.note or 'source file not found'}"
+
 
 class Environment(_Open):
     """Interpreter, machine, cluster, packages; tunekit's own version is ``tunekit``."""
@@ -82,6 +92,21 @@ class Environment(_Open):
     packages: list = []
     tunekit: dict | None = None
     git: GitState | None = None  # only in records written before `code` existed
+
+    def code_summary(self, code: "CodeInfo | None") -> str:
+        """The user's code in one line; for older records, the git state they recorded."""
+        if code is not None:
+            return code.summary()
+        if self.git is not None:
+            return f"git {self.git.commit} ({self.git.branch}) of the working folder (recorded before code provenance)"
+        return "not recorded"
+
+    def tunekit_summary(self) -> str:
+        if not self.tunekit:
+            return "not recorded"
+        git = self.tunekit.get("git") if isinstance(self.tunekit.get("git"), dict) else None
+        return f"{self.tunekit.get('version')}" + (
+            f", {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}" if git else "")
 
     def as_dict(self) -> dict:
         """The environment as recorded (fields the record did not have are left out)."""

@@ -158,13 +158,13 @@ def locate_module(module: str, extra_paths: list[str] | tuple[str, ...] = ()) ->
 
     An already imported module answers with its own ``__file__``. Otherwise each dotted
     level is looked up with the path finder alone (no ``__init__`` runs), searching
-    ``sys.path`` plus ``extra_paths``. None when there is no source file to find (a built-in,
-    a missing module)."""
+    ``extra_paths`` first, then ``sys.path`` (the order `toolkit.imports` imports in). None
+    when there is no source file to find (a built-in, a missing module)."""
     loaded = sys.modules.get(module)
     if loaded is not None:
         f = getattr(loaded, "__file__", None)
         return Path(f).resolve() if f else None
-    search: list[str] = [*sys.path, *map(str, extra_paths)]
+    search: list[str] = [*map(str, extra_paths), *sys.path]
     spec = None
     parts = module.split(".")
     for i in range(len(parts)):

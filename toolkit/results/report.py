@@ -314,25 +314,10 @@ def _e(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
 
-def code_summary(code: Any) -> str:
-    """One line saying what identifies the user's code (a `CodeInfo`, or None)."""
-    if code is None:
-        return "not recorded"
-    if code.status == "git" and code.git is not None:
-        g = code.git
-        state = f"dirty, diff sha256 {g.diff_sha256}" if g.dirty else "clean"
-        return f"{code.file}: git {g.commit} ({g.branch}), {state}"
-    if code.status == "not under version control":
-        return f"{code.file}: not under version control, file sha256 {code.file_sha256}"
-    return f"{code.trainable}: {code.note or 'source file not found'}"
-
-
 def _provenance_rows(rec: Record) -> list[tuple[str, Any]]:
     m = rec.meta
     env = m.environment
     gpus, ray, versions = env.gpus, env.ray_cluster or {}, env.versions
-    tk = env.tunekit or {}
-    tk_git = tk.get("git") or {}
     rows = [
         ("record", f"{rec.ref} ({rec.path})"), ("status", m.status),
         ("started / ended", f"{m.started_at} / {m.ended_at}"),
@@ -342,10 +327,8 @@ def _provenance_rows(rec: Record) -> list[tuple[str, Any]]:
         ("scheduler", json.dumps(m.scheduler, sort_keys=True)),
         ("data fingerprint", f"{m.data_fingerprint} {(m.data or {}).get('description') or ''}"
          if m.data_fingerprint else "unknown (not recorded)"),
-        ("code", code_summary(m.code) if m.code is not None or env.git is None
-         else f"git {env.git.commit} ({env.git.branch}) of the working folder (recorded before code provenance)"),
-        ("tunekit", f"{tk.get('version')}" + (f", {tk_git.get('commit')}{' (dirty)' if tk_git.get('dirty') else ''}"
-                                             if tk_git else "") if tk else "not recorded"),
+        ("code", env.code_summary(m.code)),
+        ("tunekit", env.tunekit_summary()),
         ("python", env.python.get("version")),
         ("os", env.os.get("platform")),
         ("cpu", f"{env.cpu.get('model')} x {env.cpu.get('count')}"),
