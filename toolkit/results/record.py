@@ -144,6 +144,8 @@ def _check_manifest(path: Path, m: dict, verify: bool) -> Manifest:
             raise IntegrityError(f"{path}: malformed manifest, '{key}' missing or not a {typ.__name__}", path)
     if m["format"] != store.FORMAT:
         raise IntegrityError(f"{path}: not a tunekit record (format={m['format']!r})", path)
+    if isinstance(m.get("format_version", 0), bool) or not isinstance(m.get("format_version", 0), int):
+        raise IntegrityError(f"{path}: malformed manifest, 'format_version' is not an integer", path)
     if m.get("format_version", 0) > store.FORMAT_VERSION:
         raise RecordError(f"{path}: written by a newer tunekit (format_version {m['format_version']})", path)
     for fname, meta in m["files"].items():

@@ -81,8 +81,12 @@ def locate(ref: str, root: str | os.PathLike | None = None) -> tuple[Path, Ref]:
     if ref != ref.strip():
         raise RefError(f"invalid record folder {_shown(ref)}: it has leading or trailing whitespace")
     path = Path(ref)
-    if not path.is_dir():
-        raise RefError(f"{ref}: no such record folder")
+    try:
+        found = path.is_dir()
+    except OSError as e:  # e.g. a folder name longer than the filesystem allows
+        raise RefError(f"{_shown(ref)}: not a record folder ({e.strerror or e})") from None
+    if not found:
+        raise RefError(f"{_shown(ref)}: no such record folder")
     path = Path(os.path.abspath(path))
     m = re.fullmatch(r"v(\d+)", path.name)
     if m:
