@@ -34,6 +34,7 @@ import numpy as np
 
 from toolkit.searchers.base import ENUMERATION_LIMIT, SpaceSearcher
 from toolkit.searchers.startup import SobolDesign, default_startup_size
+from toolkit.searchers.tpe.budgets import propose_bohb, widened
 from toolkit.searchers.tpe.parzen import Dim, ParzenEstimator
 from toolkit.searchers.tpe.split import recency_weights, resolve_gamma, split
 from toolkit.space.space import Flat, SearchSpace
@@ -69,7 +70,8 @@ class TPESearcher(SpaceSearcher):
             benchmark's tuning seeds and still keep pending suggestions apart.
         failed_as_bad: count failed / NaN / inf trials as bad observations (True).
         fit_budget: fit on the results reported at this budget (e.g. training_iteration)
-            instead of final results; the multi-fidelity scheduler sets it (BOHB style).
+            instead of final results; "largest": BOHB's rule (`toolkit.searchers.tpe.budgets`),
+            which our multi-fidelity schedulers switch on when fit_budget is None.
         budget_attr: the result key that names the budget ("training_iteration").
         exhaustive: on a finite space, end the sweep once every point was tried (False:
             propose repeats until num_samples is reached).
@@ -95,7 +97,7 @@ class TPESearcher(SpaceSearcher):
         liar: str | None = "bad",
         liar_weight: float = 0.3,
         failed_as_bad: bool = True,
-        fit_budget: float | None = None,
+        fit_budget: float | str | None = None,
         budget_attr: str = "training_iteration",
         exhaustive: bool = False,
     ) -> None:
@@ -201,6 +203,8 @@ class TPESearcher(SpaceSearcher):
         assert self.space is not None
         self._get_layout()  # (re)builds the per-space caches if the space changed
         finite = math.isfinite(self.space.cardinality())
+        if self.fit_budget == "largest":  # BOHB: fit on the largest budget with enough results
+            return propose_bohb(self, pending)
         if self.fit_budget is None:
             observations = self.observations
         else:
@@ -232,13 +236,14 @@ class TPESearcher(SpaceSearcher):
             return None
         return untried[int(np.argmax(score_points(untried)))]
 
-    def _model_point(self, observations: list, pending: list[Flat]) -> tuple[Flat, Callable[[list[Flat]], np.ndarray]]:
+    def _model_point(self, observations: list, pending: list[Flat], n_good: int | None = None,
+                     sample_bandwidth_factor: float = 1.0) -> tuple[Flat, Callable[[list[Flat]], np.ndarray]]:
         assert self.space is not None
         dims, groups = self._get_layout()
         X, losses = self._dataset(observations)
         ok = np.isfinite(losses)
         ok_idx = np.flatnonzero(ok)
-        good_local, bad_local = split(losses[ok_idx], max(1, self.gamma(len(ok_idx))))
+        good_local, bad_local = split(losses[ok_idx], n_good if n_good is not None else max(1, self.gamma(len(ok_idx))))
         good = ok_idx[good_local]
         bad_parts = [ok_idx[bad_local]]
         if self.failed_as_bad:
@@ -264,7 +269,7 @@ class TPESearcher(SpaceSearcher):
             if parent is not None and chosen.get(parent[0]) != parent[1]:
                 continue  # the group's branch was not chosen: its parameters stay absent
             l_est, g_est = estimators(gi)
-            cands = l_est.sample(self.rng, self.n_candidates)
+            cands = widened(l_est, sample_bandwidth_factor).sample(self.rng, self.n_candidates)
             score = l_est.log_pdf(cands) - g_est.log_pdf(cands)
             best = cands[int(np.argmax(score))]
             for j, i in enumerate(group):
