@@ -1,24 +1,95 @@
 #!/usr/bin/env bash
-# Start a real multi-node Ray cluster on this machine's loopback: one head plus N worker
-# nodes, each its own raylet, with token authentication on (Ray's default since 2.5x).
+# Start a real multi-node Ray cluster on this machine's loopback: one head (with the job
+# dashboard bound to 127.0.0.1) plus N worker nodes, each its own raylet, token auth on.
 #
 #   clusters/local/up.sh [WORKERS=2] [CPUS_PER_NODE=1] [GPUS_PER_NODE=0] [PORT=6399]
 #
-# GPUS_PER_NODE advertises *logical* GPUs, so GPU scheduling and fractional packing can be
-# exercised on a CPU-only box. Then: tunekit run SPEC --address 127.0.0.1:PORT
-# Stop with clusters/local/down.sh.
+# Environment knobs (all optional):
+#   DASHBOARD_PORT   job/dashboard HTTP port on 127.0.0.1 (default 8265): tunekit submit --address http://127.0.0.1:8265
+#   NODE_PORT_BASE   first port of the per-node blocks (default PORT+10000); node i (0 = head) uses
+#                    NODE_PORT_BASE+100*i .. +99: raylet, object manager, dashboard agent (http, grpc),
+#                    metrics, runtime-env agent, Ray client server (head), and workers on the last 90 ports.
+#                    Nodes on one host must not share these, or the second node fails to start.
+#   CLUSTER_DIR      where pids, logs and Ray's session files go (default /tmp/tk-cluster-PORT)
+#   RAY_AUTH_TOKEN_PATH  the token file (default ~/.ray/auth_token); created (mode 600) if missing.
+#
+# GPUS_PER_NODE advertises *logical* GPUs, so GPU placement and fractional packing can be
+# exercised on a CPU-only box. Each node runs under `ray start --block` in its own process
+# group; its pid goes to CLUSTER_DIR/pids, and down.sh stops exactly those groups.
 set -euo pipefail
 WORKERS=${1:-2}
 CPUS=${2:-1}
 GPUS=${3:-0}
 PORT=${4:-6399}
-TEMP_DIR=/tmp/tk-ray-$PORT               # this cluster's own session dir: down.sh stops only it
-export RAY_AUTH_MODE=token            # clients and workers present the token in ~/.ray/auth_token
+DASHBOARD_PORT=${DASHBOARD_PORT:-8265}
+NODE_PORT_BASE=${NODE_PORT_BASE:-$((PORT + 10000))}
+CLUSTER_DIR=${CLUSTER_DIR:-/tmp/tk-cluster-$PORT}
+WAIT_S=${WAIT_S:-120}
+
+if [[ -s "$CLUSTER_DIR/pids" ]]; then
+  echo "up.sh: $CLUSTER_DIR/pids exists: a cluster on port $PORT may be running (clusters/local/down.sh $PORT)" >&2
+  exit 1
+fi
+mkdir -p "$CLUSTER_DIR"
+: > "$CLUSTER_DIR/pids"
+
+# Token authentication: every node and every client presents the same token.
+export RAY_AUTH_MODE=token
 export RAY_USAGE_STATS_ENABLED=0
-ray start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="$CPUS" --num-gpus="$GPUS" \
-  --include-dashboard=false --disable-usage-stats --temp-dir="$TEMP_DIR" >/dev/null
-for _ in $(seq 1 "$WORKERS"); do
-  ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="$CPUS" --num-gpus="$GPUS" \
-    --temp-dir="$TEMP_DIR" >/dev/null
+# A loaded machine can take longer than Ray's default wait for a node's dashboard agent to come up.
+export RAY_agent_register_timeout_ms=${RAY_agent_register_timeout_ms:-120000}
+TOKEN_FILE=${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}
+if [[ -z "${RAY_AUTH_TOKEN:-}" && ! -s "$TOKEN_FILE" ]]; then
+  mkdir -p "$(dirname "$TOKEN_FILE")"
+  (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$TOKEN_FILE")
+fi
+
+node_ports() {  # node index -> the ray start flags of its port block
+  local base=$((NODE_PORT_BASE + 100 * $1))
+  echo "--node-manager-port=$base --object-manager-port=$((base + 1))" \
+       "--dashboard-agent-listen-port=$((base + 2)) --dashboard-agent-grpc-port=$((base + 3))" \
+       "--metrics-export-port=$((base + 4)) --runtime-env-agent-port=$((base + 5))" \
+       "--min-worker-port=$((base + 10)) --max-worker-port=$((base + 99))"
+}
+
+launch() {  # index, extra flags...: one node in its own session (its pid is its process group id)
+  local i=$1; shift
+  : > "$CLUSTER_DIR/node-$i.log"  # truncate here: the background job's own redirect may come late
+  # shellcheck disable=SC2046
+  setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$CPUS" --num-gpus="$GPUS" \
+    --disable-usage-stats $(node_ports "$i") "$@" >> "$CLUSTER_DIR/node-$i.log" 2>&1 < /dev/null &
+  local pid=$!
+  echo "$pid" >> "$CLUSTER_DIR/pids"
+  local deadline=$((SECONDS + WAIT_S))
+  until grep -q "Ray runtime started" "$CLUSTER_DIR/node-$i.log" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || (( SECONDS > deadline )); then
+      pkill -KILL -g "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+start_node() {  # index, extra flags...
+  # On a loaded machine a raylet gives up when its dashboard agent takes more than ~15 s to
+  # start (a fixed wait inside Ray); the node then exits and a second try usually works.
+  for attempt in 1 2 3; do
+    launch "$@" && return 0
+    echo "up.sh: node $1 failed to start (attempt $attempt); see $CLUSTER_DIR/node-$1.log" >&2
+    cp "$CLUSTER_DIR/node-$1.log" "$CLUSTER_DIR/node-$1.failed-$attempt.log" 2>/dev/null || true
+  done
+  tail -20 "$CLUSTER_DIR/node-$1.log" >&2 || true
+  bash "$(dirname "$0")/down.sh" "$PORT"
+  exit 1
+}
+
+start_node 0 --head --port="$PORT" --temp-dir="$CLUSTER_DIR/ray" \
+  --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
+  --ray-client-server-port=$((NODE_PORT_BASE + 6))
+for i in $(seq 1 "$WORKERS"); do
+  start_node "$i" --address="127.0.0.1:$PORT"
 done
-echo "Ray cluster up: head + $WORKERS workers at 127.0.0.1:$PORT (export RAY_AUTH_MODE=token to connect)"
+echo "127.0.0.1:$PORT" > "$CLUSTER_DIR/address"
+echo "http://127.0.0.1:$DASHBOARD_PORT" > "$CLUSTER_DIR/dashboard"
+echo "Ray cluster up: head + $WORKERS workers; GCS 127.0.0.1:$PORT, jobs http://127.0.0.1:$DASHBOARD_PORT" \
+     "(token: ${RAY_AUTH_TOKEN:+\$RAY_AUTH_TOKEN}${RAY_AUTH_TOKEN:-$TOKEN_FILE}; pids in $CLUSTER_DIR/pids)"
