@@ -18,11 +18,12 @@ Missing / NaN / infinite metrics count as the worst value. The scheduler's state
 paused trials, trial order) is written next to Ray's experiment state after each change and
 read back when Ray restores the experiment (Ray does not save schedulers itself).
 
-It never deadlocks: when nothing runs and nothing is pending, the search cannot supply new
-trials (finished, or blocked by a concurrency limit counting paused trials), so it either
-promotes the best paused trial of a rung that promoted nobody yet or stops the paused trials
-that can no longer win (finished search), or stops the worst paused trial of the lowest rung
-to free a slot (blocked search).
+It never deadlocks: when nothing runs and nothing is pending while trials are paused, the
+search cannot supply new trials (finished, or blocked by a concurrency limit that counts
+paused trials), so the evidence it waits for cannot come. It then promotes a paused trial in
+its rung's top 1/eta without waiting for `min_evidence`; if there is none, it stops every
+paused trial (finished search: none can win a promotion) or the weakest paused trial of the
+lowest rung (blocked search: one slot for a new trial).
 """
 
 from __future__ import annotations
@@ -299,17 +300,17 @@ class ASHA(TrialScheduler):
                   if tid not in self.to_resume and getattr(by_id.get(tid), "status", None) == Trial.PAUSED]
         if not paused:
             return None
+        # A paused trial in its rung's top 1/eta waits only for evidence that cannot come now.
+        for k in range(len(self.rungs) - 1, -1, -1):
+            rung = self.rungs[k]
+            for tid in rung.top(self.eta):
+                if (k, tid) in paused and tid not in rung.promoted:
+                    rung.promoted.add(tid)
+                    return self._resume(tid, by_id[tid])
         alg = getattr(tune_controller, "search_alg", None)
-        finished = alg is None or alg.is_finished()
-        if finished:
-            for k in range(len(self.rungs) - 1, -1, -1):
-                here = [tid for kk, tid in paused if kk == k]
-                if here and not self.rungs[k].promoted:
-                    best = self.rungs[k].ranked(here)[0]
-                    self.rungs[k].promoted.add(best)
-                    return self._resume(best, by_id[best])
-            doomed = [tid for _, tid in paused]
-        else:
+        if alg is None or alg.is_finished():
+            doomed = [tid for _, tid in paused]  # none of them can win a promotion any more
+        else:  # blocked: free one slot, taken from the weakest trial of the lowest rung
             low = min(k for k, _ in paused)
             doomed = self.rungs[low].ranked([tid for k, tid in paused if k == low])[-1:]
         for tid in doomed:
