@@ -10,6 +10,7 @@
 #                    NODE_PORT_BASE+100*i .. +99: raylet, object manager, dashboard agent (http, grpc),
 #                    metrics, runtime-env agent, Ray client server (head), and workers on the last 90 ports.
 #                    Nodes on one host must not share these, or the second node fails to start.
+#   HEAD_CPUS, HEAD_GPUS  the head's own resources (default: CPUS_PER_NODE, GPUS_PER_NODE)
 #   CLUSTER_DIR      where pids, logs and Ray's session files go (default /tmp/tk-cluster-PORT)
 #   RAY_AUTH_TOKEN_PATH  the token file (default ~/.ray/auth_token); created (mode 600) if missing.
 #
@@ -25,6 +26,8 @@ DASHBOARD_PORT=${DASHBOARD_PORT:-8265}
 NODE_PORT_BASE=${NODE_PORT_BASE:-$((PORT + 10000))}
 CLUSTER_DIR=${CLUSTER_DIR:-/tmp/tk-cluster-$PORT}
 WAIT_S=${WAIT_S:-120}
+HEAD_CPUS=${HEAD_CPUS:-$CPUS}
+HEAD_GPUS=${HEAD_GPUS:-$GPUS}
 
 if [[ -s "$CLUSTER_DIR/pids" ]]; then
   echo "up.sh: $CLUSTER_DIR/pids exists: a cluster on port $PORT may be running (clusters/local/down.sh $PORT)" >&2
@@ -52,11 +55,11 @@ node_ports() {  # node index -> the ray start flags of its port block
        "--min-worker-port=$((base + 10)) --max-worker-port=$((base + 99))"
 }
 
-launch() {  # index, extra flags...: one node in its own session (its pid is its process group id)
-  local i=$1; shift
+launch() {  # index, cpus, gpus, extra flags...: one node in its own session (pid = process group id)
+  local i=$1 cpus=$2 gpus=$3; shift 3
   : > "$CLUSTER_DIR/node-$i.log"  # truncate here: the background job's own redirect may come late
   # shellcheck disable=SC2046
-  setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$CPUS" --num-gpus="$GPUS" \
+  setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$cpus" --num-gpus="$gpus" \
     --disable-usage-stats $(node_ports "$i") "$@" >> "$CLUSTER_DIR/node-$i.log" 2>&1 < /dev/null &
   local pid=$!
   echo "$pid" >> "$CLUSTER_DIR/pids"
@@ -83,11 +86,11 @@ start_node() {  # index, extra flags...
   exit 1
 }
 
-start_node 0 --head --port="$PORT" --temp-dir="$CLUSTER_DIR/ray" \
+start_node 0 "$HEAD_CPUS" "$HEAD_GPUS" --head --port="$PORT" --temp-dir="$CLUSTER_DIR/ray" \
   --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
   --ray-client-server-port=$((NODE_PORT_BASE + 6))
 for i in $(seq 1 "$WORKERS"); do
-  start_node "$i" --address="127.0.0.1:$PORT"
+  start_node "$i" "$CPUS" "$GPUS" --address="127.0.0.1:$PORT"
 done
 echo "127.0.0.1:$PORT" > "$CLUSTER_DIR/address"
 echo "http://127.0.0.1:$DASHBOARD_PORT" > "$CLUSTER_DIR/dashboard"
