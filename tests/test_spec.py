@@ -32,7 +32,7 @@ def _problems(raw) -> str:
 def test_a_good_spec_resolves_with_defaults():
     spec = validate_spec(_with(searcher="random", scheduler={"type": "asha", "grace_period": 1}))
     resolved = spec.resolved()
-    assert resolved["searcher"] == {"type": "random", "warm_start": []}
+    assert resolved["searcher"]["type"] == "random" and resolved["searcher"]["warm_start"] == []
     assert resolved["scheduler"]["type"] == "asha" and resolved["num_samples"] == 8
     assert spec.given["searcher"] == "random"  # the spec as written is kept too
     assert spec.search_space().to_config({"x": 0.5, "seed": 0}) == {"x": 0.5, "seed": 0}
@@ -59,7 +59,10 @@ def test_a_good_spec_resolves_with_defaults():
         ({"param_space": {"x": {"type": "loguniform", "low": 0, "high": 1}}}, "param_space.x: log-scale bounds must be > 0"),
         ({"param_space": {"x": {"type": "choice", "values": []}}}, "param_space.x: choice needs at least one value"),
         ({"param_space": {"x": {"type": "beta", "low": 0, "high": 1}}}, "param_space.x: unknown parameter type 'beta'"),
-        ({"trainable": "trainables.nowhere:Model"}, "trainable: cannot import module 'trainables.nowhere'"),
+        ({"trainable": "trainables.nowhere:Model"}, "trainable: no module named 'trainables.nowhere' (looked in "),
+        ({"trainable": "os:system"}, "trainable: os:system: a built-in function is neither a ray.tune.Trainable"),
+        ({"trainable": "json:JSONDecoder"}, "json.decoder.JSONDecoder is a class but not a ray.tune.Trainable"),
+        ({"trainable": "textwrap:indent"}, "function indent(text, prefix, predicate=None) cannot be called with one"),
         ({"trainable": "trainables.synthetic:Nope"}, "trainable: module 'trainables.synthetic' has no attribute 'Nope'"),
         ({"trainable": "not a path"}, "trainable: Value error, must be an import path"[len("trainable: Value error, "):]),
         ({"metric": "accuracy"}, "metric: trainables.synthetic:Quadratic never reports 'accuracy'"),
@@ -76,7 +79,8 @@ def test_searcher_and_scheduler_sections_fill_in_every_default():
     resolved = spec.resolved()
     assert resolved["searcher"]["n_startup"] == 5 and resolved["searcher"]["warm_start"] == ["quad@v1"]
     assert resolved["searcher"]["n_candidates"] == 64  # a default, shown in the record and --dry-run
-    assert resolved["scheduler"] == {"type": "asha", "grace_period": 2, "reduction_factor": 3.0, "brackets": 1}
+    assert resolved["scheduler"] == {"type": "asha", "mode": "stop", "grace_period": 2, "reduction_factor": 3.0,
+                                     "min_evidence": None, "deterministic": False}
     # `--set` on a shorthand section keeps its type
     spec = validate_spec(apply_overrides(_with(searcher="tpe"), ["searcher.n_startup=3"]))
     assert spec.searcher.type == "tpe" and spec.searcher.n_startup == 3

@@ -7,10 +7,13 @@ marks it ERROR with a message naming the problem; the rest of the sweep goes on.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import Any
 
 from ray.tune import Trainable
+from ray.tune.result import RESULT_DUPLICATE
 
 
 class MetricNotReported(RuntimeError):
@@ -23,7 +26,8 @@ class NonFiniteMetric(RuntimeError):
 
 def check_result(result: dict[str, Any], metric: str, trainable_name: str) -> None:
     if metric not in result:
-        reported = sorted(k for k in result if not k.startswith(("config", "time_", "timestamp")))
+        reported = sorted(k for k in result if not k.startswith(("config", "time_", "timestamp"))
+                          and k not in (RESULT_DUPLICATE, "should_checkpoint"))
         raise MetricNotReported(
             f"trainable {trainable_name} did not report the metric {metric!r} "
             f"(it reported: {', '.join(reported) or 'nothing'}); fix `metric` in the spec or the trainable"
@@ -40,16 +44,57 @@ def check_result(result: dict[str, Any], metric: str, trainable_name: str) -> No
         )
 
 
-def guard_trainable(cls: type, metric: str) -> type:
-    """A subclass of the Trainable `cls` whose every result is checked for `metric`."""
-    if not (isinstance(cls, type) and issubclass(cls, Trainable)):
-        raise TypeError(f"{cls!r} is not a ray.tune.Trainable subclass")
+def is_function_trainable(obj: Any) -> bool:
+    """A plain Ray Tune function trainable: a Python function callable as `fn(config)`."""
+    if not (inspect.isfunction(obj) or isinstance(obj, functools.partial)):
+        return False
+    try:
+        inspect.signature(obj).bind({})
+    except TypeError:
+        return False
+    return True
+
+
+def trainable_problem(obj: Any) -> str | None:
+    """Why `obj` cannot be a trainable, or None: a `ray.tune.Trainable` subclass or a function of `config`."""
+    if isinstance(obj, type):
+        return None if issubclass(obj, Trainable) else (
+            f"{obj.__module__}.{obj.__qualname__} is a class but not a ray.tune.Trainable subclass")
+    if is_function_trainable(obj):
+        return None
+    if inspect.isfunction(obj):
+        return f"function {obj.__qualname__}{inspect.signature(obj)} cannot be called with one config argument"
+    what = "a built-in function" if inspect.isbuiltin(obj) else type(obj).__name__
+    return f"{what} is neither a ray.tune.Trainable subclass nor a function taking a config"
+
+
+def guard_trainable(trainable: Any, metric: str) -> type:
+    """A Trainable class whose every result is checked for `metric`.
+
+    `trainable` is a `ray.tune.Trainable` subclass or a function trainable (`fn(config)`
+    reporting with `ray.tune.report`); the latter is wrapped into Ray's own function-trainable
+    class first, so Tune treats it exactly as it would the bare function.
+    """
+    problem = trainable_problem(trainable)
+    if problem is not None:
+        raise TypeError(problem)
+    if isinstance(trainable, type):
+        cls, name = trainable, trainable.__name__
+    else:
+        from ray.tune.trainable.function_trainable import wrap_function
+
+        name = getattr(trainable, "__name__", "trainable")
+        cls = wrap_function(trainable)
 
     def step(self):  # noqa: ANN001 - Trainable.step signature
         result = cls.step(self)
-        check_result(result, metric, cls.__name__)
+        if RESULT_DUPLICATE in result and getattr(self, "_tunekit_reported", False):
+            # A function trainable returned: Tune repeats its last result, already checked.
+            return result
+        check_result(result, metric, name)
+        self._tunekit_reported = True
         # Tune's progress table shows the first few metrics of a result: put the tuned one first.
         return {metric: result[metric], **result}
 
-    # Keep the user's class name: Ray names trials after it.
-    return type(cls.__name__, (cls,), {"step": step, "__module__": __name__, "__qualname__": cls.__name__})
+    # Keep the user's name: Ray names trials after it.
+    return type(name, (cls,), {"step": step, "__module__": __name__, "__qualname__": name})

@@ -1,19 +1,28 @@
 """Run an `ExperimentSpec` on Ray Tune and write its experiment record.
 
-spec -> (typed space, searcher, scheduler, guarded trainable) -> `tune.Tuner` -> trials;
-trial events -> `RecordingCallback` -> `toolkit.results.RecordWriter` (plain data only).
+`run_experiment` reads as its steps:
+1. `build_components`: space, searcher (warm-started), scheduler, guarded trainable, storage
+   check. Bad input fails here, before anything is reserved or started.
+2. `toolkit.cluster.connect.connect`: the cluster, or an embedded local Ray.
+3. `open_record`: reserve the record's version; the callbacks and stoppers of the sweep.
+4. `build_tuner`: the `tune.Tuner` (checkpointing in `checkpoint_config`, stopping in `stopper`).
+5. `fit`, 6. `finish`: run status (`run_status`, the one place it is decided), publish.
+Trial events -> `RecordingCallback` -> `toolkit.results.RecordWriter` (plain data only).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from toolkit.spec import ExperimentSpec
+from toolkit.cluster.connect import use_cluster_token  # noqa: F401 - where the CLI imported it from
+from toolkit.spec import ExperimentSpec, SpecError
 
 
 @dataclass
@@ -93,8 +102,9 @@ def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None) -> Plan:
                 {"cpu": res.cpu, "gpu": res.gpu}, cluster, n, limits)
 
 
-def make_searcher(spec: ExperimentSpec):
-    """Our searcher for the spec, holding the typed space (Tune then needs no param_space)."""
+def make_searcher(spec: ExperimentSpec) -> Any:
+    """Our searcher for the spec, holding the typed space (Tune then needs no param_space),
+    warm-started from the records `searcher.warm_start` names."""
     from toolkit.results import warm_start_points
     from toolkit.searchers import build_searcher
 
@@ -104,40 +114,192 @@ def make_searcher(spec: ExperimentSpec):
     return searcher
 
 
-def use_cluster_token() -> None:
-    """Present the cluster's auth token when connecting to an existing Ray cluster.
+# --------------------------------------------------------------------------- step 1: build
+@dataclass
+class Components:
+    """Everything a run needs, built before any record version is reserved or Ray is started."""
 
-    Ray clusters use token authentication by default, but a client only sends the token when
-    RAY_AUTH_MODE=token, and Ray reads that when it is first imported: call this before.
+    space: Any                # toolkit.space.SearchSpace
+    searcher: Any             # a ray.tune.search.Searcher
+    scheduler: Any            # a ray.tune.schedulers.TrialScheduler
+    trainable: Any            # the user's Trainable class or function trainable, as imported
+    guarded: type             # the Trainable class Tune runs: metric guard + resources
+    is_function: bool         # a function trainable (no checkpoint_at_end)
+    storage: Path
+    data: dict | None         # the trainable's data fingerprint, if it has one
+
+
+def check_storage(storage: Path) -> None:
+    """Refuse a storage root that cannot be created or written (before anything starts)."""
+    existing = storage
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SpecError([("storage", f"{existing} is not a folder")])
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError([("storage", f"cannot write to {existing}")])
+
+
+def build_components(spec: ExperimentSpec) -> Components:
+    """Space, searcher (warm start included), scheduler, guarded trainable, storage check.
+
+    Bad input surfaces here as a `SpecError` naming the field, with nothing written or started.
     """
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if "RAY_AUTH_MODE" not in os.environ and ("RAY_AUTH_TOKEN" in os.environ or token_file.exists()):
-        os.environ["RAY_AUTH_MODE"] = "token"
+    from ray import tune
+
+    from toolkit.guard import guard_trainable, is_function_trainable
+    from toolkit.results import RecordError
+    from toolkit.schedulers import build_scheduler
+
+    storage = Path(spec.storage).expanduser().resolve()
+    check_storage(storage)
+    space = spec.search_space()
+    trainable = spec.trainable_class()
+    try:
+        searcher = make_searcher(spec)
+    except (RecordError, KeyError) as e:
+        raise SpecError([("searcher.warm_start", str(e).strip("'\""))]) from None
+    except (ValueError, TypeError) as e:
+        raise SpecError([("searcher", str(e))]) from None
+    try:
+        scheduler = build_scheduler(spec.scheduler, spec.metric, spec.mode, spec.stop.max_iterations)
+    except (ValueError, TypeError) as e:
+        raise SpecError([("scheduler", str(e))]) from None
+    try:
+        guarded = guard_trainable(trainable, spec.metric)
+    except TypeError as e:
+        raise SpecError([("trainable", str(e))]) from None
+    guarded = tune.with_resources(guarded, {"cpu": spec.resources_per_trial.cpu,
+                                            "gpu": spec.resources_per_trial.gpu})
+    fingerprint = getattr(trainable, "data_fingerprint", None)
+    return Components(space, searcher, scheduler, trainable, guarded, is_function_trainable(trainable), storage,
+                      fingerprint() if callable(fingerprint) else None)
 
 
-def _init_ray(spec: ExperimentSpec, address: str | None) -> bool:
-    """Connect to a cluster or start an embedded one; returns whether we started it."""
-    import ray
+# --------------------------------------------------------------------------- step 3: open the record
+@dataclass
+class Sweep:
+    """The open record of a run and the callbacks and stoppers that feed and end it."""
 
-    if ray.is_initialized():
-        return False
-    if address:
-        use_cluster_token()
-        ray.init(address=address, logging_level="WARNING")
-    else:
-        ray.init(num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
-                 include_dashboard=False, logging_level="WARNING")
-    return True
+    writer: Any               # toolkit.results.RecordWriter
+    recorder: Any             # toolkit.recording.RecordingCallback
+    interrupt: Any            # toolkit.interrupt.InterruptStopper
+    fail_fast: Any            # toolkit.failfast.FailFast
+    callbacks: list = field(default_factory=list)  # every Tune callback of the run (recorder first)
 
 
-def _cluster_resources() -> dict[str, float]:
-    import ray
+def run_manifest(spec: ExperimentSpec, parts: Components, the_plan: Plan) -> dict[str, Any]:
+    """What the record says about the run before it starts (plain data for toolkit.results)."""
+    from toolkit.results import collect_environment
 
-    res = ray.cluster_resources()
-    return {"CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0)),
-            "nodes": float(len([n for n in ray.nodes() if n.get("Alive")]))}
+    return {
+        "spec": spec.given,
+        "resolved_spec": spec.resolved(),
+        "space": parts.space.describe(),
+        "seed": spec.seed,
+        "searcher": searcher_settings(spec),
+        "scheduler": scheduler_settings(spec),
+        "trainable": spec.trainable,
+        "trainable_search_paths": [str(p) for p in spec.trainable_search_paths()],
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "data": parts.data,
+        "environment": collect_environment(),
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "resources_per_trial": the_plan.resources,
+        "expected_concurrency": the_plan.concurrency,
+    }
 
 
+def open_record(spec: ExperimentSpec, parts: Components, the_plan: Plan,
+                log: Callable[[str], None] = print) -> Sweep:
+    """Reserve the record's version and set up what records trials and what ends the sweep."""
+    from toolkit.failfast import FailFast
+    from toolkit.interrupt import InterruptStopper
+    from toolkit.recording import RecordingCallback
+    from toolkit.results import RecordWriter
+
+    writer = RecordWriter(parts.storage, spec.name, run_manifest(spec, parts, the_plan))
+    recorder = RecordingCallback(writer, spec.metric, spec.mode, spec.stop.max_iterations)
+    interrupt = InterruptStopper()
+    recorder.interrupted = interrupt
+    recorder.time_suggestions(parts.searcher)
+    fail_fast = FailFast(spec.fail_fast, log)
+    return Sweep(writer, recorder, interrupt, fail_fast, [recorder, fail_fast])
+
+
+def discard_unstarted(writer: Any) -> None:
+    """Remove a reserved version no trial ever reached: a run that failed before its first
+    trial leaves nothing behind (and the version number is free again)."""
+    shutil.rmtree(writer.path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        writer.path.parent.rmdir()  # the experiment's folder, if this was its only version
+
+
+# --------------------------------------------------------------------------- step 4: build the tuner
+def checkpoint_config(spec: ExperimentSpec, parts: Components) -> Any:
+    """Keep one checkpoint per trial; class trainables also save one at the end (what
+    `reproduce` and resumes use). Ray refuses `checkpoint_at_end` for function trainables:
+    they save checkpoints themselves, with `ray.tune.report(..., checkpoint=...)`."""
+    from ray import tune
+
+    return tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=not parts.is_function)
+
+
+def stopper(spec: ExperimentSpec, sweep: Sweep) -> Any:
+    """Ctrl-C, fail fast and the iteration limit, as one Tune stopper."""
+    from ray.tune.stopper import CombinedStopper, MaximumIterationStopper
+
+    stoppers = [sweep.interrupt, sweep.fail_fast.stopper]
+    if spec.stop.max_iterations:
+        stoppers.append(MaximumIterationStopper(spec.stop.max_iterations))
+    return CombinedStopper(*stoppers)
+
+
+def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: int = 1) -> Any:
+    """The `tune.Tuner` of the run (metric and mode are set on the searcher and the scheduler)."""
+    from ray import tune
+
+    return tune.Tuner(
+        parts.guarded,
+        tune_config=tune.TuneConfig(
+            search_alg=parts.searcher,
+            scheduler=parts.scheduler,
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.max_concurrent,
+            time_budget_s=spec.stop.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-v{sweep.writer.version}",
+            storage_path=str(parts.storage / ".ray"),
+            stop=stopper(spec, sweep),
+            callbacks=sweep.callbacks,
+            verbose=verbose,
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=checkpoint_config(spec, parts),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- step 5: fit
+@dataclass
+class Fitted:
+    trials: list              # Ray's Trial objects with their final statuses ([] if fit never returned)
+    interrupted: bool         # Ctrl-C
+
+
+def fit(tuner: Any, sweep: Sweep, log: Callable[[str], None] = print) -> Fitted:
+    from toolkit.interrupt import catch_sigint
+
+    try:
+        with catch_sigint(sweep.interrupt, log):
+            grid = tuner.fit()
+    except KeyboardInterrupt:
+        return Fitted([], True)
+    return Fitted(grid._experiment_analysis.trials, sweep.interrupt.is_set())  # Trials carry final statuses
+
+
+# --------------------------------------------------------------------------- step 6: finish
 @dataclass
 class RunOutcome:
     status: str
@@ -147,113 +309,75 @@ class RunOutcome:
     n_trials: int
     n_errors: int
     n_early_stopped: int
+    error: str | None = None  # why the sweep failed as a whole (fail fast), if it did
 
 
+def run_status(fitted: Fitted, rows: list[dict], fail_fast_error: str | None) -> str:
+    """The one place a run's status is decided."""
+    if fail_fast_error is not None:
+        return "failed"
+    if fitted.interrupted or any(t.status not in ("TERMINATED", "ERROR") for t in fitted.trials):
+        return "interrupted"
+    if rows and all(r["status"] == "ERROR" for r in rows):
+        return "failed"
+    return "completed"
+
+
+def finish(sweep: Sweep, fitted: Fitted) -> RunOutcome:
+    """Record unfinished trials and the suggestions, publish the version, sum up the run."""
+    recorder, writer = sweep.recorder, sweep.writer
+    status = run_status(fitted, recorder.rows, sweep.fail_fast.error)
+    if fitted.trials:
+        recorder.flush_unfinished(fitted.trials)
+    best = recorder.best()
+    writer.add_suggestions(recorder.suggestions)
+    error = sweep.fail_fast.error
+    extra = {"error": error, "stopped_by": "fail_fast"} if error else None
+    path = writer.finish(status, best, extra=extra)
+    rows = recorder.rows
+    return RunOutcome(status, best, Path(path), writer.version, len(rows),
+                      sum(r["status"] == "ERROR" for r in rows),
+                      sum(r["status"] == "EARLY_STOPPED" for r in rows), error)
+
+
+def _fail(sweep: Sweep, err: BaseException) -> None:
+    """An unexpected error during the run: publish what finished, or leave nothing if no trial started."""
+    writer = sweep.writer
+    if not sweep.recorder.started and not sweep.recorder.rows:
+        discard_unstarted(writer)
+        return
+    writer.flush()
+    writer.add_suggestions(sweep.recorder.suggestions)
+    writer.finish("failed", sweep.recorder.best(), extra={"error": f"{type(err).__name__}: {err}"})
+
+
+# --------------------------------------------------------------------------- the run
 def run_experiment(
     spec: ExperimentSpec,
     address: str | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
 ) -> RunOutcome:
-    """Run the sweep the spec describes and write its record; see the module docstring."""
-    from ray import tune
+    """Run the sweep the spec describes and write its record: build every component,
+    connect, open the record, build the tuner, fit, finish."""
+    from toolkit.cluster.connect import connect, use_cluster_token
 
-    from toolkit.guard import guard_trainable
-    from toolkit.recording import RecordingCallback
-    from toolkit.results import RecordWriter, collect_environment
-
-    storage = Path(spec.storage).expanduser().resolve()
-    started_ray = _init_ray(spec, address)
+    if address:
+        use_cluster_token()  # before Ray is first imported (building the components imports it)
+    parts = build_components(spec)
+    conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
+                   code_paths=spec.trainable_search_paths())
     try:
-        cluster = _cluster_resources()
-        the_plan = plan(spec, cluster)
+        the_plan = plan(spec, conn.resources)
         log(f"[tunekit] {spec.name}: {spec.num_samples} trials, {the_plan.concurrency} at once on "
-            f"{cluster['CPU']:g} CPU / {cluster['GPU']:g} GPU ({'cluster ' + address if address else 'local Ray'})")
-        trainable_cls = spec.trainable_class()
-        data = trainable_cls.data_fingerprint() if hasattr(trainable_cls, "data_fingerprint") else None
-        manifest = {
-            "spec": spec.given,
-            "resolved_spec": spec.resolved(),
-            "space": spec.search_space().describe(),
-            "seed": spec.seed,
-            "searcher": searcher_settings(spec),
-            "scheduler": scheduler_settings(spec),
-            "trainable": spec.trainable,
-            "metric": spec.metric,
-            "mode": spec.mode,
-            "data": data,
-            "environment": collect_environment(),
-            "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "resources_per_trial": the_plan.resources,
-            "expected_concurrency": the_plan.concurrency,
-        }
-        writer = RecordWriter(storage, spec.name, manifest)
-        recorder = RecordingCallback(writer, spec.metric, spec.mode, spec.stop.max_iterations)
-
-        trainable = tune.with_resources(
-            guard_trainable(trainable_cls, spec.metric),
-            {"cpu": spec.resources_per_trial.cpu, "gpu": spec.resources_per_trial.gpu},
-        )
-        from toolkit.schedulers import build_scheduler
-
-        scheduler = build_scheduler(spec.scheduler, spec.metric, spec.mode, spec.stop.max_iterations)
-        from ray.tune.stopper import CombinedStopper, MaximumIterationStopper
-
-        from toolkit.interrupt import InterruptStopper, catch_sigint
-
-        interrupt = InterruptStopper()
-        recorder.interrupted = interrupt
-        stoppers = [interrupt]
-        if spec.stop.max_iterations:
-            stoppers.append(MaximumIterationStopper(spec.stop.max_iterations))
-        searcher = make_searcher(spec)
-        recorder.time_suggestions(searcher)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(  # metric and mode are set on the searcher and the scheduler
-                search_alg=searcher,
-                scheduler=scheduler,
-                num_samples=spec.num_samples,
-                max_concurrent_trials=spec.max_concurrent,
-                time_budget_s=spec.stop.time_budget_s,
-            ),
-            run_config=tune.RunConfig(
-                name=f"{spec.name}-v{writer.version}",
-                storage_path=str(storage / ".ray"),
-                stop=CombinedStopper(*stoppers),
-                callbacks=[recorder],
-                verbose=verbose,
-                failure_config=tune.FailureConfig(max_failures=0),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=True),
-            ),
-        )
-        status = "completed"
+            f"{conn.describe()}")
+        sweep = open_record(spec, parts, the_plan, log)
         try:
-            with catch_sigint(interrupt, log):
-                grid = tuner.fit()
-            trials = grid._experiment_analysis.trials  # Trial objects carry the final statuses
-            if interrupt.is_set() or any(t.status not in ("TERMINATED", "ERROR") for t in trials):
-                status = "interrupted"
-                recorder.flush_unfinished(trials)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            writer.flush()
-        except BaseException:
-            writer.flush()
-            writer.add_suggestions(recorder.suggestions)
-            writer.finish("failed", recorder.best())
+            tuner = build_tuner(spec, parts, sweep, verbose)
+            fitted = fit(tuner, sweep, log)
+        except BaseException as e:
+            _fail(sweep, e)
             raise
-        if status == "completed" and recorder.rows and all(r["status"] == "ERROR" for r in recorder.rows):
-            status = "failed"
-        best = recorder.best()
-        writer.add_suggestions(recorder.suggestions)
-        path = writer.finish(status, best)
-        rows = recorder.rows
-        return RunOutcome(status, best, Path(path), writer.version, len(rows),
-                          sum(r["status"] == "ERROR" for r in rows),
-                          sum(r["status"] == "EARLY_STOPPED" for r in rows))
+        return finish(sweep, fitted)
     finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        conn.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from toolkit.schedulers.options import DEFAULT_SCHEDULER, SCHEDULER_OPTIONS
 from toolkit.searchers.options import DEFAULT_SEARCHER, SEARCHER_OPTIONS
+from toolkit.imports import TrainableImportError, import_trainable, search_paths_for
 from toolkit.space import SearchSpace, SpaceError, parse_space
 
 DEFAULT_STORAGE = "./tunekit-results"
@@ -100,8 +101,10 @@ class ExperimentSpec(_Strict):
     seed: int = 0
     storage: str = DEFAULT_STORAGE
     local_ray: LocalRay = LocalRay()
+    fail_fast: int = Field(3, ge=0)  # stop when the first N trials all fail with one error; 0: never
     description: str = ""
     _given: dict = PrivateAttr(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
 
     @property
     def given(self) -> dict:
@@ -145,24 +148,20 @@ class ExperimentSpec(_Strict):
         definition.setdefault("seed", self.seed)
         return parse_space(definition)
 
-    def trainable_class(self) -> type:
-        return import_trainable(self.trainable)
+    def trainable_search_paths(self) -> list[Path]:
+        """Where the trainable's module is looked for first: the spec file's folder, the current folder."""
+        return search_paths_for(self._source)
+
+    def trainable_class(self) -> Any:
+        """The trainable the spec names: a `ray.tune.Trainable` subclass or a function of `config`."""
+        try:
+            return import_trainable(self.trainable, self.trainable_search_paths())
+        except TrainableImportError as e:
+            raise SpecError([("trainable", str(e))]) from None
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in (what actually runs)."""
         return self.model_dump(mode="json")
-
-
-def import_trainable(path: str) -> type:
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is a spec problem to report
-        raise SpecError([("trainable", f"cannot import module {module_name!r}: {type(e).__name__}: {e}")]) from e
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise SpecError([("trainable", f"module {module_name!r} has no attribute {attr!r}")]) from None
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
@@ -255,8 +254,11 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def validate_spec(raw: Any, source: str | None = None, check_trainable: bool = True) -> ExperimentSpec:
-    """Validate a raw spec mapping; raises `SpecError` listing every problem found."""
+def validate_spec(raw: Any, source: str | os.PathLike | None = None, check_trainable: bool = True) -> ExperimentSpec:
+    """Validate a raw spec mapping; raises `SpecError` listing every problem found.
+
+    `source` is the spec file: its folder is where the trainable's module is looked for first.
+    """
     if not isinstance(raw, Mapping):
         raise SpecError([("", f"spec must be a mapping, got {type(raw).__name__}")], source)
     try:
@@ -264,6 +266,7 @@ def validate_spec(raw: Any, source: str | None = None, check_trainable: bool = T
     except ValidationError as e:
         raise SpecError(_pydantic_problems(e), source) from None
     spec._given = copy.deepcopy(dict(raw))
+    spec._source = Path(source) if source else None
     problems: list[tuple[str, str]] = []
     try:
         spec.search_space()
@@ -271,13 +274,19 @@ def validate_spec(raw: Any, source: str | None = None, check_trainable: bool = T
         problems.append((e.where, e.problem))
     if check_trainable:
         try:
-            cls = spec.trainable_class()
-            declared = getattr(cls, "METRICS", None)
-            if declared is not None and spec.metric not in declared:
-                problems.append(("metric", f"{spec.trainable} never reports {spec.metric!r}; it reports: "
-                                           f"{', '.join(declared)}"))
+            trainable = spec.trainable_class()
         except SpecError as e:
             problems.extend(e.problems)
+        else:
+            from toolkit.guard import trainable_problem  # imports ray.tune: only when checking
+
+            problem = trainable_problem(trainable)
+            declared = getattr(trainable, "METRICS", None)
+            if problem is not None:
+                problems.append(("trainable", f"{spec.trainable}: {problem}"))
+            elif declared is not None and spec.metric not in declared:
+                problems.append(("metric", f"{spec.trainable} never reports {spec.metric!r}; it reports: "
+                                           f"{', '.join(declared)}"))
     if problems:
         raise SpecError(problems, source)
     return spec
