@@ -25,6 +25,10 @@ class SchedulerOptions(BaseModel):
     def constructor_kwargs(self) -> dict[str, Any]:
         return self.model_dump(exclude={"type"})
 
+    def pairing_problem(self, searcher: Any) -> str | None:
+        """Why this scheduler makes no sense with the spec's `searcher` section, or None."""
+        return None
+
 
 class FIFOOptions(SchedulerOptions):
     """Every trial runs to its stop condition."""
@@ -32,11 +36,64 @@ class FIFOOptions(SchedulerOptions):
     type: Literal["fifo"] = "fifo"
 
 
-class RayASHAOptions(SchedulerOptions):
-    """Ray Tune's `ASHAScheduler` (asynchronous successive halving) on `training_iteration`."""
+class ASHAOptions(SchedulerOptions):
+    """tunekit's ASHA (`toolkit.schedulers.asha`): `mode: stop` cuts trials at rungs, `mode:
+    promote` pauses them there and resumes the best from their checkpoints (halving even on
+    one GPU). A rung cuts nobody before `min_evidence` results (default: reduction_factor).
+    `deterministic: true` decides in trial order: the same spec gives the same sweep whatever
+    the completion order (trials wait, paused, for earlier trials at each rung)."""
 
     needs_max_iterations: ClassVar[bool] = True
     type: Literal["asha"] = "asha"
+    mode: Literal["stop", "promote"] = "stop"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    min_evidence: int | None = Field(None, ge=1)
+    deterministic: bool = False
+
+    def pairing_problem(self, searcher: Any) -> str | None:
+        if self.deterministic and getattr(searcher, "type", "random") != "random":
+            return (f"scheduler.deterministic: needs searcher random; {searcher.type} proposes from the results "
+                    "that arrived so far, so its trials depend on completion order")
+        return None
+
+
+class HyperbandOptions(SchedulerOptions):
+    """tunekit's synchronous Hyperband (`toolkit.schedulers.hyperband`; Li et al., 2018):
+    brackets of successive halving from `grace_period` to stop.max_iterations, paused trials
+    instead of waiting ones, never stalled by a search that cannot fill a bracket."""
+
+    needs_max_iterations: ClassVar[bool] = True
+    type: Literal["hyperband"] = "hyperband"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class BOHBOptions(HyperbandOptions):
+    """BOHB (Falkner et al., 2018): Hyperband with our TPE fitted per budget (the largest
+    budget with more than d good and bad results, 15% good, a third random, 3x wider
+    sampling kernels). `asynchronous: true` runs the brackets as promotion ASHA instead
+    (asynchronous BOHB, for many workers)."""
+
+    type: Literal["bohb"] = "bohb"  # type: ignore[assignment]
+    asynchronous: bool = False
+
+    def pairing_problem(self, searcher: Any) -> str | None:
+        kind = getattr(searcher, "type", None)
+        if kind != "tpe":
+            return (f"scheduler.type: bohb needs searcher tpe (BOHB is TPE fitted per budget), got {kind}; "
+                    "use scheduler type hyperband for Hyperband with another searcher")
+        fit_budget = getattr(searcher, "fit_budget", None)
+        if fit_budget not in (None, "largest"):
+            return f"searcher.fit_budget: bohb fits on the largest budget with enough results; remove fit_budget={fit_budget}"
+        return None
+
+
+class RayASHAOptions(SchedulerOptions):
+    """Ray Tune's `ASHAScheduler` (asynchronous successive halving, stop only) on `training_iteration`."""
+
+    needs_max_iterations: ClassVar[bool] = True
+    type: Literal["ray_asha"] = "ray_asha"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
     brackets: int = Field(1, ge=1)
@@ -44,6 +101,9 @@ class RayASHAOptions(SchedulerOptions):
 
 SCHEDULER_OPTIONS: dict[str, type[SchedulerOptions]] = {
     "fifo": FIFOOptions,
-    "asha": RayASHAOptions,
+    "asha": ASHAOptions,
+    "hyperband": HyperbandOptions,
+    "bohb": BOHBOptions,
+    "ray_asha": RayASHAOptions,
 }
 DEFAULT_SCHEDULER = "fifo"
