@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from ray import tune
 
-from toolkit.reproduce import import_trainable, reproduce
+from toolkit.imports import TrainableImportError, import_trainable
+from toolkit.reproduce import CodeRefused, reproduce
 from toolkit.results import RecordWriter, collect_environment, load
 
 
@@ -52,7 +53,7 @@ def _record(root, perturb=None, env=None):
 def test_import_trainable_accepts_colon_and_dot_paths():
     assert import_trainable(TRAINABLE) is Noisy
     assert import_trainable("trainables.synthetic.Quadratic").__name__ == "Quadratic"
-    with pytest.raises(ValueError):
+    with pytest.raises(TrainableImportError):
         import_trainable("nomodule")
 
 
@@ -62,8 +63,10 @@ def test_best_trial_reproduces_exactly_and_reports_no_environment_change(tmp_pat
     assert r.trial_id == "t1" and r.iterations == 4  # x = -0.1 has the lowest loss
     assert r.exact and r.reproduced == r.recorded and r.abs_diff == 0.0
     assert r.recorded_history == list(rec.metrics[rec.metrics.trial_id == "t1"]["loss"])
-    # Only volatile fields may differ between two captures on the same machine.
-    assert all(k.startswith("git.") for k, _, _ in r.environment_diff), r.environment_diff
+    # Only volatile fields may differ between two captures on the same machine (tunekit's own
+    # checkout may be edited in between).
+    assert all(k.startswith("tunekit.git.") for k, _, _ in r.environment_diff), r.environment_diff
+    assert r.code is not None and r.code.matches and r.code.file.name == "test_reproduce.py"
     assert "trial t1" in r.to_text() and "every iteration identical: yes" in r.to_text()
     other = reproduce(rec, trial="t2", iterations=2)
     assert other.exact is False and other.iterations == 2 and len(other.reproduced_history) == 2
@@ -95,7 +98,7 @@ def test_function_trainables_are_refused_clearly(tmp_path):
     w.add_trial({"trial_id": "a", "config": {"seed": 1}, "final_metric": 1.0, "iterations": 1},
                 [{"training_iteration": 1, "loss": 1.0}])
     w.finish("completed", None)
-    with pytest.raises(TypeError, match="not a ray.tune.Trainable"):
+    with pytest.raises(CodeRefused, match="not a ray.tune.Trainable"):
         reproduce("fn", root=tmp_path)
 
 

@@ -58,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no per-trial progress table")
     run.set_defaults(handler=_run)
 
+    from toolkit.reproduce import register as register_reproduce
     from toolkit.results.cli import register
 
     register(sub)
+    register_reproduce(sub)  # reproduce runs the user's code: it lives outside toolkit.results
     return parser
 
 

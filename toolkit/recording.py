@@ -106,33 +106,42 @@ class RecordingCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, error=_error_message(trial))
 
-    def _finish(self, trial: Any, error: str | None) -> None:
-        history = self.histories.pop(trial.trial_id, [])
+    def _status(self, iterations: int, error: str | None) -> str:
+        """How a trial ended: the one place that decides it."""
+        if error is not None:
+            return "ERROR"
+        short = self.max_iterations is not None and iterations < self.max_iterations
+        if self.interrupted is not None and self.interrupted.is_set() and (self.max_iterations is None or short):
+            return "INTERRUPTED"  # stopped by Ctrl-C, not by the scheduler
+        if short:
+            return "EARLY_STOPPED"  # stopped by the scheduler (or the time budget) before max_iterations
+        return "TERMINATED"
+
+    def _record(self, trial: Any, history: list[dict], status: str, error: str | None,
+                finished: bool = True) -> None:
+        """Build the trial's row (the only place that does) and hand it to the writer."""
         values = [h[self.metric] for h in history if isinstance(h.get(self.metric), (int, float))
                   and math.isfinite(h[self.metric])]
-        iterations = int(history[-1].get("training_iteration", len(history))) if history else 0
-        if error is not None:
-            status = "ERROR"
-        elif self.interrupted is not None and self.interrupted.is_set() and (
-                self.max_iterations is None or iterations < self.max_iterations):
-            status = "INTERRUPTED"  # stopped by Ctrl-C, not by the scheduler
-        elif self.max_iterations is not None and iterations < self.max_iterations:
-            status = "EARLY_STOPPED"  # stopped by the scheduler (or the time budget) before max_iterations
-        else:
-            status = "TERMINATED"
+        config = trial.config if isinstance(trial.config, dict) else {}
         row = {
             "trial_id": trial.trial_id,
-            "config": trial.config,
+            "config": config,
             "status": status,
             "error": error,
-            "iterations": iterations,
+            "iterations": int(history[-1].get("training_iteration", len(history))) if history else 0,
             "run_time_s": float(history[-1].get("time_total_s", 0.0)) if history else 0.0,
-            "final_metric": values[-1] if values and error is None else None,
+            # A trial cut off mid-iteration by an interruption has no final value.
+            "final_metric": values[-1] if values and error is None and finished else None,
             "best_metric": best_of(values, self.mode),
-            "seed": trial.config.get("seed") if isinstance(trial.config, dict) else None,
+            "seed": config.get("seed"),
         }
         self.rows.append(row)
         self.writer.add_trial(row, history)
+
+    def _finish(self, trial: Any, error: str | None) -> None:
+        history = self.histories.pop(trial.trial_id, [])
+        iterations = int(history[-1].get("training_iteration", len(history))) if history else 0
+        self._record(trial, history, self._status(iterations, error), error)
         self.writer.flush()
 
     def flush_unfinished(self, trials: list) -> None:
@@ -141,13 +150,7 @@ class RecordingCallback(Callback):
         for trial in trials:
             if trial.trial_id in done or trial.trial_id not in self.histories:
                 continue
-            history = self.histories.pop(trial.trial_id)
-            row = {"trial_id": trial.trial_id, "config": trial.config, "status": "INTERRUPTED", "error": None,
-                   "iterations": int(history[-1].get("training_iteration", len(history))),
-                   "run_time_s": float(history[-1].get("time_total_s", 0.0)), "final_metric": None,
-                   "best_metric": None, "seed": trial.config.get("seed")}
-            self.rows.append(row)
-            self.writer.add_trial(row, history)
+            self._record(trial, self.histories.pop(trial.trial_id), "INTERRUPTED", None, finished=False)
         self.writer.flush()
 
     def best(self) -> dict | None:

@@ -1,4 +1,5 @@
-"""`tunekit results list|show|compare|export`, `tunekit report` and `tunekit reproduce`.
+"""`tunekit results list|show|compare|export` and `tunekit report` (`reproduce`, which runs
+the user's code, is registered by `toolkit.cli` from `toolkit.reproduce`).
 
 `register(subparsers)` adds the commands to the main `tunekit` parser; each sets
 ``handler`` (called as ``handler(args) -> exit code``) and takes ``--storage DIR``.
@@ -45,9 +46,12 @@ def _fmt(v: Any) -> str:
 
 def _load(args: argparse.Namespace, ref: str, explicit_incomplete: bool = False):
     from toolkit.results.record import load
+    from toolkit.results.targets import record_target
 
-    allow = bool(getattr(args, "incomplete", False)) or (explicit_incomplete and parse_ref(ref).version is not None)
-    return load(ref, args.storage, allow_incomplete=allow)
+    target = record_target(ref, args.storage)  # a spec file names its record and storage
+    allow = bool(getattr(args, "incomplete", False)) or (explicit_incomplete and
+                                                         parse_ref(target.ref).version is not None)
+    return load(target.ref, target.root, allow_incomplete=allow)
 
 
 # --------------------------------------------------------------------------- handlers
@@ -71,7 +75,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     rec = _load(args, args.ref, explicit_incomplete=True)
     m = rec.manifest
     env = m.get("environment") or {}
-    git = env.get("git") or {}
     versions = env.get("versions") or {}
     for note in rec.notes:
         print(f"!! {note}")
@@ -82,7 +85,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("scheduler", json.dumps(m.get("scheduler"), sort_keys=True)),
         ("started", m.get("started_at")), ("ended", m.get("ended_at")),
         ("data", (m.get("data") or {}).get("fingerprint") if m.get("data") else None),
-        ("git", f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}" if git else None),
+        ("code", rec.meta.environment.code_summary(rec.meta.code)),
+        ("tunekit", rec.meta.environment.tunekit_summary()),
         ("python", (env.get("python") or {}).get("version")),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
     ]
@@ -131,18 +135,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from toolkit.reproduce import reproduce
-
-    result = reproduce(_load(args, args.ref), args.trial, iterations=args.iterations)
-    print(result.to_text())
-    return 0 if result.exact or not args.strict else 3
-
-
 # --------------------------------------------------------------------------- parser
 def register(subparsers: Any) -> None:
-    """Add ``results``, ``report`` and ``reproduce`` to a ``tunekit`` subparsers object."""
+    """Add ``results`` and ``report`` to a ``tunekit`` subparsers object."""
     results = subparsers.add_parser("results", help="list, show, compare and export experiment records")
     rsub = results.add_subparsers(dest="results_command", required=True)
 
@@ -176,14 +171,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", metavar="FILE", help="default: ./<name>-v<N>.html")
     _storage_arg(p)
     p.set_defaults(handler=cmd_report)
-
-    p = subparsers.add_parser("reproduce", help="rerun a recorded trial here and compare its metric")
-    p.add_argument("ref")
-    p.add_argument("--trial", default="best", help="'best' (default) or a trial id")
-    p.add_argument("--iterations", type=int, default=None, help="default: as many as recorded")
-    p.add_argument("--strict", action="store_true", help="exit 3 unless every iteration matches exactly")
-    _storage_arg(p)
-    p.set_defaults(handler=cmd_reproduce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
