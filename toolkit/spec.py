@@ -139,6 +139,9 @@ class ExperimentSpec(_Strict):
     def _scheduler_horizon(self) -> "ExperimentSpec":
         if self.scheduler.needs_max_iterations and self.stop.max_iterations is None:
             raise ValueError(f"scheduler {self.scheduler.type} needs stop.max_iterations (its max_t)")
+        problem = self.scheduler.pairing_problem(self.searcher)  # e.g. bohb with a non-TPE searcher
+        if problem:
+            raise ValueError(problem)
         return self
 
     # ------------------------------------------------------------------ resolution
