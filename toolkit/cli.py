@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 from typing import Sequence
 
-from toolkit.spec import SpecError
+from toolkit.imports import TrainableImportError
+from toolkit.spec import DEFAULT_STORAGE, SpecError
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.address:
-        from toolkit.runner import use_cluster_token
+        from toolkit.cluster.connect import use_cluster_token
 
         use_cluster_token()  # before anything imports ray
     from toolkit.spec import load_spec
@@ -21,14 +27,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.storage:
         overrides.append(f"storage={args.storage}")
     spec = load_spec(args.spec, overrides)
+    args.log_root = spec.storage  # where an unexpected error's traceback goes
     if args.dry_run:
-        from toolkit.runner import plan
+        from toolkit.runner import build_components, plan
 
-        print(plan(spec).render())
+        parts = build_components(spec)  # every error a real run would meet before starting
+        cluster = None
+        if args.address:  # how many trials fit on the cluster as it is now
+            from toolkit.cluster.connect import connect
+
+            conn = connect(args.address)
+            cluster = conn.resources
+            conn.close()
+        print(plan(spec, cluster, searcher=parts.searcher).render())
         return 0
+    from toolkit.cluster.recovery import sigterm_as_interrupt
     from toolkit.runner import run_experiment
 
-    outcome = run_experiment(spec, address=args.address, verbose=0 if args.quiet else 1)
+    sigterm_as_interrupt()  # `tunekit jobs stop` (Ray sends SIGTERM) ends the sweep like Ctrl-C
+    outcome = run_experiment(spec, address=args.address, verbose=0 if args.quiet else 1, resume=args.resume)
     print()
     print(f"status: {outcome.status}; {outcome.n_trials} trials "
           f"({outcome.n_early_stopped} stopped early by the scheduler, {outcome.n_errors} failed)")
@@ -56,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override a spec field by dotted path, e.g. --set stop.max_iterations=2 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    run.add_argument("--resume", nargs="?", const="yes", choices=["yes", "auto"],
+                     help="finish the incomplete record version a killed run of this spec left "
+                          "('auto': resume if there is one, else start fresh)")
     run.set_defaults(handler=_run)
 
     from toolkit.reproduce import register as register_reproduce
@@ -63,7 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(sub)
     register_reproduce(sub)  # reproduce runs the user's code: it lives outside toolkit.results
+    from toolkit.tools_cli import register as register_tools  # lr-find, sanity
+
+    register_tools(sub)
+    from toolkit.cluster.cli import register as register_cluster  # submit, jobs
+
+    register_cluster(sub)
     return parser
+
+
+def write_error_log(err: BaseException, root: str | os.PathLike | None) -> Path:
+    """The traceback of an unexpected error, in `<storage>/.logs/` (or the temp folder)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = "".join(traceback.format_exception(err))
+    for folder in (Path(root or os.environ.get("TUNEKIT_STORAGE") or DEFAULT_STORAGE) / ".logs",
+                   Path(tempfile.gettempdir()) / "tunekit-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder.resolve() / f"tunekit-{stamp}-{os.getpid()}.log"
+            path.write_text(text)
+            return path
+        except OSError:
+            continue
+    raise err
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in e.lines():
             print(f"tunekit: {line}", file=sys.stderr)
         return 2
+    except TrainableImportError as e:
+        print(f"tunekit: trainable: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - anything else: one line here, the traceback in a log
+        log = write_error_log(e, getattr(args, "log_root", None) or getattr(args, "storage", None))
+        message = " ".join(str(e).split()) or "(no message)"
+        print(f"tunekit: {type(e).__name__}: {message} (details: {log})", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("tunekit: interrupted", file=sys.stderr)
         return 130

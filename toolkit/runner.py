@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from toolkit.cluster.connect import use_cluster_token  # noqa: F401 - where the CLI imported it from
 from toolkit.spec import ExperimentSpec, SpecError
 
 
@@ -37,21 +36,63 @@ class Plan:
     cluster: dict[str, float]
     concurrency: int
     limits: list[str] = field(default_factory=list)
+    fixed: dict[str, Any] = field(default_factory=dict)  # fixed values every trial gets, by dotted path
+    startup: int | None = None  # trials the searcher's start-up design takes before its model is used
+
+    def warnings(self) -> list[str]:
+        s = self.spec
+        out = []
+        if self.startup is not None and s.num_samples <= self.startup:
+            out.append(f"num_samples ({s.num_samples}) is not larger than the searcher's start-up design "
+                       f"({self.startup} trials): {s.searcher.type} never uses its model; raise num_samples "
+                       f"or lower the start-up design")
+        return out
 
     def render(self) -> str:
         s = self.spec
         lines = [f"experiment {s.name}: {s.trainable}, {s.mode} {s.metric}, {s.num_samples} trials"]
         lines.append("search space:")
         for row in self.space_rows:
-            desc = {k: v for k, v in row.items() if k not in ("key", "path", "type") and v not in (None, False)}
+            # Every value (0 included); flags only when set.
+            desc = {k: v for k, v in row.items() if k not in ("key", "path", "type") and v is not None
+                    and v is not False}
             lines.append(f"  {row['key']:<28} {row['type']:<11} {desc}")
+        if self.fixed:
+            lines.append("fixed values:")
+            lines += [f"  {k} = {v!r}" for k, v in self.fixed.items()]
         lines.append(f"searcher:  {self.searcher}")
         lines.append(f"scheduler: {self.scheduler}")
         lines.append(f"stop:      {s.stop.model_dump(exclude_none=True)}")
+        lines.append(f"fail fast: {f'after {s.fail_fast} identical trial failures' if s.fail_fast else 'off'}")
         lines.append(f"resources per trial: {self.resources}; cluster: {self.cluster}")
         lines.append(f"expected concurrency: {self.concurrency} trial(s) at once ({'; '.join(self.limits)})")
-        lines.append(f"records:   {Path(s.storage).resolve() / s.name}/v<N>")
+        lines.append(f"records:   {Path(s.storage).expanduser().resolve() / s.name}/v<N>")
+        lines += [f"warning: {w}" for w in self.warnings()]
         return "\n".join(lines)
+
+
+def fixed_values(space: Any) -> dict[str, Any]:
+    """The values every trial gets as they are (not searched), by dotted path.
+
+    Read off the config of one sampled point: whatever is not a parameter's value (nor inside
+    a conditional choice) is fixed.
+    """
+    import numpy as np
+
+    rows = space.describe()
+    searched = {r["path"] for r in rows}  # a choice's path too: its branches are not fixed
+
+    def walk(node: Any, prefix: str) -> dict[str, Any]:
+        if prefix in searched:
+            return {}
+        if isinstance(node, dict) and node:
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                out.update(walk(v, f"{prefix}.{k}" if prefix else str(k)))
+            return out
+        return {prefix: node}
+
+    return walk(space.to_config(space.sample(np.random.default_rng(0))), "")
 
 
 def _local_cluster(spec: ExperimentSpec) -> dict[str, float]:
@@ -94,12 +135,18 @@ def scheduler_settings(spec: ExperimentSpec) -> dict[str, Any]:
     return out
 
 
-def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None) -> Plan:
+def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None, searcher: Any = None) -> Plan:
+    """The run's plan; `searcher` (built if not given) says how long its start-up design is."""
+    from toolkit.searchers import build_searcher, startup_size
+
     cluster = cluster or _local_cluster(spec)
     n, limits = _concurrency(spec, cluster)
     res = spec.resources_per_trial
-    return Plan(spec, spec.search_space().describe(), searcher_settings(spec), scheduler_settings(spec),
-                {"cpu": res.cpu, "gpu": res.gpu}, cluster, n, limits)
+    space = spec.search_space()
+    if searcher is None:
+        searcher = build_searcher(spec.searcher, space, spec.metric, spec.mode, spec.seed)
+    return Plan(spec, space.describe(), searcher_settings(spec), scheduler_settings(spec),
+                {"cpu": res.cpu, "gpu": res.gpu}, cluster, n, limits, fixed_values(space), startup_size(searcher))
 
 
 def make_searcher(spec: ExperimentSpec) -> Any:
@@ -212,15 +259,21 @@ def run_manifest(spec: ExperimentSpec, parts: Components, the_plan: Plan) -> dic
 
 
 def open_record(spec: ExperimentSpec, parts: Components, the_plan: Plan,
-                log: Callable[[str], None] = print) -> Sweep:
-    """Reserve the record's version and set up what records trials and what ends the sweep."""
+                log: Callable[[str], None] = print, resume_version: int | None = None) -> Sweep:
+    """Reserve the record's version (or, resuming, reopen the incomplete one) and set up what
+    records trials and what ends the sweep."""
+    from toolkit.cluster.recovery import RecoveringRecorder
     from toolkit.failfast import FailFast
     from toolkit.interrupt import InterruptStopper
-    from toolkit.recording import RecordingCallback
     from toolkit.results import RecordWriter
 
-    writer = RecordWriter(parts.storage, spec.name, run_manifest(spec, parts, the_plan))
-    recorder = RecordingCallback(writer, spec.metric, spec.mode, spec.stop.max_iterations)
+    if resume_version is None:
+        writer = RecordWriter(parts.storage, spec.name, run_manifest(spec, parts, the_plan))
+        recorded = None
+    else:
+        writer = RecordWriter.reopen(parts.storage, spec.name, resume_version)
+        recorded = writer.recorded_rows
+    recorder = RecoveringRecorder(writer, spec.metric, spec.mode, spec.stop.max_iterations, recorded_rows=recorded)
     interrupt = InterruptStopper()
     recorder.interrupted = interrupt
     recorder.time_suggestions(parts.searcher)
@@ -256,7 +309,8 @@ def stopper(spec: ExperimentSpec, sweep: Sweep) -> Any:
     return CombinedStopper(*stoppers)
 
 
-def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: int = 1) -> Any:
+def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: int = 1,
+                max_failures: int = 0) -> Any:
     """The `tune.Tuner` of the run (metric and mode are set on the searcher and the scheduler)."""
     from ray import tune
 
@@ -275,7 +329,7 @@ def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: 
             stop=stopper(spec, sweep),
             callbacks=sweep.callbacks,
             verbose=verbose,
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
             checkpoint_config=checkpoint_config(spec, parts),
         ),
     )
@@ -357,9 +411,14 @@ def run_experiment(
     address: str | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = print,
+    resume: str | None = None,
 ) -> RunOutcome:
     """Run the sweep the spec describes and write its record: build every component,
-    connect, open the record, build the tuner, fit, finish."""
+    connect, open the record, build the tuner, fit, finish.
+
+    `resume` ('yes' or 'auto'): continue the incomplete version a killed driver left
+    (toolkit.cluster.recovery); 'auto' starts fresh when there is none."""
+    from toolkit.cluster import recovery
     from toolkit.cluster.connect import connect, use_cluster_token
 
     if address:
@@ -368,12 +427,23 @@ def run_experiment(
     conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
                    code_paths=spec.trainable_search_paths())
     try:
-        the_plan = plan(spec, conn.resources)
+        the_plan = plan(spec, conn.resources, parts.searcher)
         log(f"[tunekit] {spec.name}: {spec.num_samples} trials, {the_plan.concurrency} at once on "
             f"{conn.describe()}")
-        sweep = open_record(spec, parts, the_plan, log)
+        resume_version = recovery.resumable_version(parts.storage, spec.name, spec.given, resume)
+        sweep = open_record(spec, parts, the_plan, log, resume_version)
+        max_failures = spec.failure.max_failures
+        if max_failures is None:
+            max_failures = recovery.default_max_failures(address)
+        experiment = recovery.tune_experiment_dir(parts.storage, spec.name, sweep.writer.version)
         try:
-            tuner = build_tuner(spec, parts, sweep, verbose)
+            if resume_version is not None and recovery.can_restore(experiment):
+                log(f"[tunekit] resuming {spec.name}@v{resume_version}: {len(sweep.recorder.rows)} trial(s) "
+                    "already recorded")
+                tuner = recovery.restore_tuner(experiment, parts.guarded, sweep.callbacks,
+                                               stopper(spec, sweep), sweep.recorder)
+            else:
+                tuner = build_tuner(spec, parts, sweep, verbose, max_failures)
             fitted = fit(tuner, sweep, log)
         except BaseException as e:
             _fail(sweep, e)
