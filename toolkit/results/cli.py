@@ -3,6 +3,9 @@ the user's code, is registered by `toolkit.cli` from `toolkit.reproduce`).
 
 `register(subparsers)` adds the commands to the main `tunekit` parser; each sets
 ``handler`` (called as ``handler(args) -> exit code``) and takes ``--storage DIR``.
+A record is named as ``NAME``, ``NAME@vN``, by its folder (``runs/NAME/vN``) or by its
+spec file in every command. Exit codes: 1 for a record that is missing, incomplete or
+damaged, 2 for a reference or an output path that cannot be used as given.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from toolkit.results.refs import DEFAULT_STORAGE, RefError, default_root, parse_ref
-from toolkit.results.store import RecordError
+from toolkit.results.refs import DEFAULT_STORAGE, RefError, default_root, locate
+from toolkit.results.store import IncompleteRecordError, RecordError
 
 
 def _storage_arg(p: argparse.ArgumentParser) -> None:
@@ -24,16 +29,56 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
                    help=f"records root (default: $TUNEKIT_STORAGE or {DEFAULT_STORAGE})")
 
 
+def _say(e: BaseException) -> None:
+    print(f"tunekit: {e.args[0] if e.args else e}", file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    # The reader went away (`| head`): send what is still buffered nowhere, so that the
+    # interpreter's final flush does not raise again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _guard(fn):
-    """Record problems are user-facing errors: print them, exit 1, no traceback."""
+    """Record problems are user-facing errors: one line on stderr, no traceback."""
     def handler(args: argparse.Namespace) -> int:
+        from toolkit.results.export import OutputError
+
         try:
             return int(fn(args) or 0)
-        except (RecordError, RefError, KeyError, ValueError) as e:
-            print(f"tunekit: {e.args[0] if e.args else e}", file=sys.stderr)
+        except BrokenPipeError:
+            _quiet_stdout()
+            return 141  # as a shell reports a process ended by SIGPIPE
+        except (RefError, OutputError) as e:
+            _say(e)
+            return 2
+        except (RecordError, KeyError, ValueError) as e:
+            _say(e)
+            return 1
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"tunekit: {where}{e.strerror or e}", file=sys.stderr)
             return 1
     handler.__name__ = fn.__name__
     return handler
+
+
+def _dict(v: Any) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
 
 
 def _fmt(v: Any) -> str:
@@ -45,13 +90,25 @@ def _fmt(v: Any) -> str:
 
 
 def _load(args: argparse.Namespace, ref: str, explicit_incomplete: bool = False):
+    """Load ``ref`` (a name, ``name@vN``, a folder or a spec file). An incomplete version is read
+    when ``--incomplete`` is given or, for ``explicit_incomplete`` commands, when named by version."""
     from toolkit.results.record import load
     from toolkit.results.targets import record_target
 
     target = record_target(ref, args.storage)  # a spec file names its record and storage
-    allow = bool(getattr(args, "incomplete", False)) or (explicit_incomplete and
-                                                         parse_ref(target.ref).version is not None)
-    return load(target.ref, target.root, allow_incomplete=allow)
+    root, r = locate(target.ref, target.root)
+    allow = bool(getattr(args, "incomplete", False)) or (explicit_incomplete and r.version is not None)
+    try:
+        return load(r, root, allow_incomplete=allow)
+    except IncompleteRecordError as e:
+        from toolkit.results import store
+
+        if r.version is not None:
+            why = f"{r} is incomplete (never published: still running, or its writer died)"
+        else:
+            why = (f"{r.name} has no complete version under {root} (incomplete: v"
+                   + ", v".join(map(str, store.versions(root, r.name))) + ")")
+        raise IncompleteRecordError(f"{why}; add --incomplete to read the trials it flushed", e.path) from None
 
 
 # --------------------------------------------------------------------------- handlers
@@ -67,6 +124,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     df["ref"] = df["name"] + "@v" + df["version"].astype(str)
     df = df[["ref", "status", "n_trials", "best", "created"]]
     print(df.to_string(index=False, formatters={"best": _fmt, "n_trials": _fmt}))
+    statuses = set(df["status"])
+    if "corrupt" in statuses:
+        print("corrupt: a file or the manifest fails its checksum or is malformed; "
+              "`tunekit results show REF` names the problem")
+    if "mismatch" in statuses:
+        print("mismatch: the manifest names another record or version than its folder; "
+              "`tunekit results show REF` says which")
     return 0
 
 
@@ -74,8 +138,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     rec = _load(args, args.ref, explicit_incomplete=True)
     m = rec.manifest
-    env = m.get("environment") or {}
-    versions = env.get("versions") or {}
+    env = _dict(m.get("environment"))
+    versions = _dict(env.get("versions"))
     for note in rec.notes:
         print(f"!! {note}")
     print(f"{rec.ref}  [{rec.status}]  {rec.path}")
@@ -84,23 +148,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("searcher", json.dumps(m.get("searcher"), sort_keys=True)),
         ("scheduler", json.dumps(m.get("scheduler"), sort_keys=True)),
         ("started", m.get("started_at")), ("ended", m.get("ended_at")),
-        ("data", (m.get("data") or {}).get("fingerprint") if m.get("data") else None),
+        ("data", _dict(m.get("data")).get("fingerprint")),
         ("code", rec.meta.environment.code_summary(rec.meta.code)),
         ("tunekit", rec.meta.environment.tunekit_summary()),
-        ("python", (env.get("python") or {}).get("version")),
+        ("python", _dict(env.get("python")).get("version")),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
     ]
     for k, v in lines:
         print(f"  {k:<10} {_fmt(v)}")
     counts = rec.trials["status"].value_counts().to_dict() if "status" in rec.trials else {}
     print(f"  trials     {len(rec.trials)} (" + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())) + ")")
-    top = rec.best(args.top)
+    top = rec.best(max(args.top, 1))
     if top.empty:
         print("  no trial reported a finite metric")
         return 0
     best_id = top["trial_id"].iloc[0]
     print(f"\nbest trial {best_id}: {rec.metric} = {_fmt(top['value'].iloc[0])}")
     print("  config: " + json.dumps(rec.config(best_id), sort_keys=True))
+    if args.top == 0:
+        return 0
     params = rec.param_columns()
     cols = ["trial_id", "status", "iterations", "value"] + params
     table = top[[c for c in cols if c in top]].rename(columns=lambda c: c.replace("config.", ""))
@@ -113,7 +179,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from toolkit.results.compare import compare
 
-    c = compare(_load(args, args.a), _load(args, args.b))
+    a, b = _load(args, args.a), _load(args, args.b)
+    c = compare(a, b)
+    fields = {"name": (a.name, b.name)}
+    for key in ("trainable", "metric", "mode"):
+        fields[key] = (a.manifest.get(key), b.manifest.get(key))
+    differ = {k: v for k, v in fields.items() if v[0] != v[1]}
+    if differ:
+        print(f"tunekit: warning: {a.ref} and {b.ref} are different experiments ("
+              + "; ".join(f"{k} {x} vs {y}" for k, (x, y) in differ.items()) + ")", file=sys.stderr)
+    if "metric" in differ or "mode" in differ:
+        # Numbers of different metrics (or directions) do not compare: no deltas, no verdict.
+        print("tunekit: warning: different metrics: no deltas and no 'better' verdict", file=sys.stderr)
+        c.metrics["delta"] = {k: v for k, v in c.metrics.get("delta", {}).items()
+                              if k in ("n_trials", "n_with_metric")}
+        c.best_so_far_at = []
     print(json.dumps(c.to_dict(), indent=1, default=str) if args.json else c.to_text())
     return 0
 
@@ -122,16 +202,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from toolkit.results.export import export
 
-    for p in export(_load(args, args.ref), args.format, args.out):
+    for p in export(_load(args, args.ref), args.format, args.out, force=args.force):
         print(p)
     return 0
 
 
 @_guard
 def cmd_report(args: argparse.Namespace) -> int:
-    from toolkit.results.report import write_report
+    import tempfile
 
-    print(write_report(_load(args, args.ref, explicit_incomplete=True), args.out))
+    from toolkit.results.export import OutputError, check_output, output_stem
+    from toolkit.results.report import render_html
+
+    rec = _load(args, args.ref, explicit_incomplete=True)
+    out = Path(args.out) if args.out else Path(f"{output_stem(rec)}.html")
+    check_output(out, "file", args.force)
+    # Claim a temporary file beside the output before rendering (seconds of plotting), so an
+    # unwritable place fails at once; the report appears whole, by rename, or not at all.
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".html")
+    except OSError as e:
+        raise OutputError(f"--out: cannot write {out}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(render_html(rec))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a report file should get
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(out)
     return 0
 
 
@@ -147,7 +250,7 @@ def register(subparsers: Any) -> None:
 
     p = rsub.add_parser("show", help="provenance and best trials of a record (NAME or NAME@vN)")
     p.add_argument("ref")
-    p.add_argument("--top", type=int, default=10, help="how many best trials to list")
+    p.add_argument("--top", type=_nonnegative, default=10, help="how many best trials to list (0: none)")
     p.add_argument("--incomplete", action="store_true", help="allow the latest version even if incomplete")
     _storage_arg(p)
     p.set_defaults(handler=cmd_show)
@@ -163,12 +266,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("ref")
     p.add_argument("--format", choices=("csv", "parquet", "json"), required=True)
     p.add_argument("--out", metavar="PATH", help="folder (csv, parquet) or file (json)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file / write into a non-empty folder")
+    p.add_argument("--incomplete", action="store_true", help="allow an incomplete version (its flushed trials)")
     _storage_arg(p)
     p.set_defaults(handler=cmd_export)
 
     p = subparsers.add_parser("report", help="write a self-contained HTML report of a record")
     p.add_argument("ref")
     p.add_argument("--out", metavar="FILE", help="default: ./<name>-v<N>.html")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--incomplete", action="store_true", help="allow an incomplete version (its flushed trials)")
     _storage_arg(p)
     p.set_defaults(handler=cmd_report)
 
