@@ -16,6 +16,7 @@ import pandas as pd
 
 from toolkit.results.analysis import (best_so_far, best_value, design_matrix, importance, is_numeric,
                                       param_columns, trial_values)
+from toolkit.results.objective import sign
 from toolkit.results.record import Record
 from toolkit.results.tables import CONFIG_PREFIX
 
@@ -76,7 +77,7 @@ def _log_scale(rec: Record, col: str, s: pd.Series) -> bool:
 
 def _better_cmap(rec: Record):
     # Better trials get the dark end of viridis regardless of mode.
-    return "viridis" if rec.mode == "min" else "viridis_r"
+    return "viridis" if sign(rec.mode) > 0 else "viridis_r"
 
 
 # --------------------------------------------------------------------------- plots
@@ -117,7 +118,7 @@ def plot_learning_curves(rec: Record) -> tuple[str, str]:
     t = rec.trials.assign(value=vals)
     ids = list(t["trial_id"])
     if len(ids) > _MAX_CURVES:
-        order = t.sort_values("value", ascending=rec.mode != "max")["trial_id"].tolist()
+        order = t.assign(signed=sign(rec.mode) * t["value"]).sort_values("signed")["trial_id"].tolist()
         rest = np.random.default_rng(0).permutation(order[50:])[: _MAX_CURVES - 50].tolist()
         ids = order[:50] + rest
         note = f" Showing the 50 best and {len(rest)} random others of {len(t)} trials."
@@ -224,7 +225,7 @@ def plot_parallel(rec: Record, params: list[str]) -> str:
     x = np.arange(data.shape[1])
     cmap = plt.get_cmap(_better_cmap(rec))
     norm = plt.Normalize(lo, hi)
-    order = np.argsort(-y[ok] if rec.mode == "min" else y[ok])  # best drawn last, on top
+    order = np.argsort(-sign(rec.mode) * y[ok])  # best drawn last, on top
     segs = [np.column_stack([x, data[i]]) for i in order]
     ax.add_collection(LineCollection(segs, colors=[cmap(norm(y[ok][i])) for i in order],
                                      linewidths=1.0, alpha=0.6 if len(segs) < 300 else 0.25))
