@@ -151,6 +151,11 @@ class ExperimentSpec(_Strict):
         definition.setdefault("seed", self.seed)
         return parse_space(definition)
 
+    @property
+    def source(self) -> Path | None:
+        """The spec file it was loaded from, if any."""
+        return self._source
+
     def trainable_search_paths(self) -> list[Path]:
         """Where the trainable's module is looked for first: the spec file's folder, the current folder."""
         return search_paths_for(self._source)
