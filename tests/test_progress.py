@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,23 @@ def test_verbose_copies_ray_output_to_the_terminal_too(tmp_path):
     with open(read_fd) as r:
         shown = r.read()
     assert "live chatter" in shown and "live chatter" in log.read_text()
+
+
+@pytest.mark.slow
+def test_tunekit_run_not_on_a_terminal_prints_a_few_lines_and_logs_ray(tmp_path):
+    """A real sweep through the CLI: short stdout with the best trial; Ray's chatter in the record's log."""
+    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(ROOT / "experiments" / "quadratic.yaml"),
+           "--storage", str(tmp_path), "--set", "num_samples=10", "--set", "stop.max_iterations=3",
+           "--set", "local_ray.num_cpus=2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 20, proc.stdout
+    assert re.search(r"best trial \w+: loss = ", proc.stdout)
+    for chatter in ("INFO", "WARNING", "Trial status", "pid=", "Checkpoint", "tensorboard", "\u256d"):
+        assert chatter not in proc.stdout + proc.stderr, chatter
+    logs = list(tmp_path.glob(f"quadratic/v1/{LOG_NAME}"))
+    assert len(logs) == 1 and proc.stdout.count(str(logs[0])) == 1  # named once
+    log_text = logs[0].read_text()
+    assert "Trial status" in log_text and "Trial Quadratic_" in log_text  # Tune's tables and trial lines

@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from toolkit.runner import build_components, plan
 
-        parts = build_components(spec, args.address)  # every error a real run would meet before starting
+        parts = build_components(spec)  # every error a real run would meet before starting
         cluster = None
         if args.address:  # how many trials fit on the cluster as it is now
             from toolkit.cluster.connect import connect
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from toolkit.runner import run_experiment
 
     sigterm_as_interrupt()  # `tunekit jobs stop` (Ray sends SIGTERM) ends the sweep like Ctrl-C
-    outcome = run_experiment(spec, address=args.address, verbose=0 if args.quiet else 1, resume=args.resume)
+    outcome = _run_with_progress(spec, args, run_experiment)
     print()
     print(f"status: {outcome.status}; {outcome.n_trials} trials "
           f"({outcome.n_early_stopped} stopped early by the scheduler, {outcome.n_errors} failed)")
@@ -60,6 +60,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.status in ("completed", "interrupted") and outcome.best else 1
 
 
+def _run_with_progress(spec, args: argparse.Namespace, run_experiment):  # noqa: ANN001, ANN202
+    """The sweep with tunekit's progress display on stdout and Ray's own output in the record's
+    `ray.log` (live too with --verbose)."""
+    from toolkit.imports import TrainableImportError
+    from toolkit.logs import ray_output_to
+    from toolkit.progress import SweepProgress
+
+    with ray_output_to(live=args.verbose) as out:
+        progress = SweepProgress(spec.metric, spec.mode, spec.num_samples, spec.stop.max_iterations,
+                                 stream=out.terminal, log_path=lambda: out.path, quiet=args.quiet)
+        opened = []
+
+        def on_record(folder: Path) -> None:
+            opened.append(out.move_into(folder))
+            progress.say(f"[tunekit] Ray's output: {out.path}")
+
+        try:
+            outcome = run_experiment(spec, address=args.address, verbose=2 if args.verbose else 1,
+                                     resume=args.resume, log=progress.say, callbacks=[progress],
+                                     on_record=on_record)
+        except (SpecError, TrainableImportError):
+            if not opened:
+                out.path.unlink(missing_ok=True)  # bad input: nothing was started, nothing is kept
+            raise
+        except Exception:
+            if not opened:
+                progress.say(f"[tunekit] Ray's output: {out.path}")
+            raise
+        finally:
+            progress.close()
+    return outcome
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunekit", description="Tune PyTorch models on Ray with tunekit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="root folder for experiment records (overrides the spec)")
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override a spec field by dotted path, e.g. --set stop.max_iterations=2 (repeatable)")
-    run.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    run.add_argument("--quiet", action="store_true", help="no progress lines: warnings and the summary only")
+    run.add_argument("--verbose", action="store_true",
+                     help="also show Ray's own output as it comes (it always goes to the record's ray.log)")
+
     run.add_argument("--resume", nargs="?", const="yes", choices=["yes", "auto"],
                      help="finish the incomplete record version a killed run of this spec left "
                           "('auto': resume if there is one, else start fresh)")

@@ -68,12 +68,16 @@ def trainable_problem(obj: Any) -> str | None:
     return f"{what} is neither a ray.tune.Trainable subclass nor a function taking a config"
 
 
-def guard_trainable(trainable: Any, metric: str) -> type:
+def guard_trainable(trainable: Any, metric: str, max_iterations: int | None = None) -> type:
     """A Trainable class whose every result is checked for `metric`.
 
     `trainable` is a `ray.tune.Trainable` subclass or a function trainable (`fn(config)`
     reporting with `ray.tune.report`); the latter is wrapped into Ray's own function-trainable
     class first, so Tune treats it exactly as it would the bare function.
+
+    With `max_iterations`, the result of that iteration says `done`: the trial ends itself
+    there, so Tune's result buffer (several steps per round trip) never runs it past the limit.
+    A reused actor (`reset_config`) starts each trial afresh.
     """
     problem = trainable_problem(trainable)
     if problem is not None:
@@ -93,8 +97,17 @@ def guard_trainable(trainable: Any, metric: str) -> type:
             return result
         check_result(result, metric, name)
         self._tunekit_reported = True
+        if max_iterations is not None and self.iteration + 1 >= max_iterations:
+            result["done"] = True
         # Tune's progress table shows the first few metrics of a result: put the tuned one first.
         return {metric: result[metric], **result}
 
     # Keep the user's name: Ray names trials after it.
-    return type(name, (cls,), {"step": step, "__module__": __name__, "__qualname__": name})
+    attrs = {"step": step, "__module__": __name__, "__qualname__": name}
+    if cls.reset_config is not Trainable.reset_config:  # only where Tune can reuse the actor at all
+        def reset_config(self, new_config: dict) -> bool:  # noqa: ANN001 - Trainable.reset_config signature
+            self._tunekit_reported = False  # a new trial: it has not reported yet
+            return cls.reset_config(self, new_config)
+
+        attrs["reset_config"] = reset_config
+    return type(name, (cls,), attrs)

@@ -1,8 +1,8 @@
 """Run an `ExperimentSpec` on Ray Tune and write its experiment record.
 
 `run_experiment` reads as its steps:
-1. `build_components`: preflight (storage, warm-start records, resources), space, searcher
-   (warm-started), scheduler, guarded trainable. Bad input fails here, before anything is reserved or started.
+1. `build_components`: space, searcher (warm-started), scheduler, guarded trainable, storage
+   check. Bad input fails here, before anything is reserved or started.
 2. `toolkit.cluster.connect.connect`: the cluster, or an embedded local Ray.
 3. `open_record`: reserve the record's version; the callbacks and stoppers of the sweep.
 4. `build_tuner`: the `tune.Tuner` (checkpointing in `checkpoint_config`, stopping in `stopper`).
@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from toolkit.spec import ExperimentSpec, SpecError
 
@@ -108,12 +108,6 @@ def _local_cluster(spec: ExperimentSpec) -> dict[str, float]:
     return {"CPU": float(cpus), "GPU": float(gpus)}
 
 
-def _ray_resources() -> dict[str, float]:
-    from toolkit.cluster.connect import cluster_resources
-
-    return cluster_resources()
-
-
 def _concurrency(spec: ExperimentSpec, cluster: dict[str, float]) -> tuple[int, list[str]]:
     res = spec.resources_per_trial
     limits = {"num_samples": spec.num_samples}
@@ -182,24 +176,30 @@ class Components:
     data: dict | None         # the trainable's data fingerprint, if it has one
 
 
-def build_components(spec: ExperimentSpec, address: str | None = None) -> Components:
-    """Preflight checks (storage, warm-start records, resources), then space, searcher (warm
-    start included), scheduler and guarded trainable.
+def check_storage(storage: Path) -> None:
+    """Refuse a storage root that cannot be created or written (before anything starts)."""
+    existing = storage
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SpecError([("storage", f"{existing} is not a folder")])
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError([("storage", f"cannot write to {existing}")])
+
+
+def build_components(spec: ExperimentSpec) -> Components:
+    """Space, searcher (warm start included), scheduler, guarded trainable, storage check.
 
     Bad input surfaces here as a `SpecError` naming the field, with nothing written or started.
     """
-    import ray
     from ray import tune
 
     from toolkit.guard import guard_trainable, is_function_trainable
-    from toolkit.preflight import preflight
     from toolkit.results import RecordError
     from toolkit.schedulers import build_scheduler
 
-    # Resources are checked only against a local Ray of known size (a cluster may grow).
-    local = None if address else (_ray_resources() if ray.is_initialized() else _local_cluster(spec))
-    preflight(spec, local, spec.source)
     storage = Path(spec.storage).expanduser().resolve()
+    check_storage(storage)
     space = spec.search_space()
     trainable = spec.trainable_class()
     try:
@@ -213,7 +213,7 @@ def build_components(spec: ExperimentSpec, address: str | None = None) -> Compon
     except (ValueError, TypeError) as e:
         raise SpecError([("scheduler", str(e))]) from None
     try:
-        guarded = guard_trainable(trainable, spec.metric)
+        guarded = guard_trainable(trainable, spec.metric, spec.stop.max_iterations)
     except TypeError as e:
         raise SpecError([("trainable", str(e))]) from None
     guarded = tune.with_resources(guarded, {"cpu": spec.resources_per_trial.cpu,
@@ -291,12 +291,24 @@ def discard_unstarted(writer: Any) -> None:
 
 # --------------------------------------------------------------------------- step 4: build the tuner
 def checkpoint_config(spec: ExperimentSpec, parts: Components) -> Any:
-    """Keep one checkpoint per trial; class trainables also save one at the end (what
-    `reproduce` and resumes use). Ray refuses `checkpoint_at_end` for function trainables:
-    they save checkpoints themselves, with `ray.tune.report(..., checkpoint=...)`."""
+    """Keep one checkpoint per trial, but save none at the end of every trial: `reproduce` reruns
+    from the recorded seed, a pausing scheduler gets its checkpoints from Tune when it pauses,
+    and a save at each trial's end (plus the experiment snapshot Tune forces after it) costs a
+    short trial more than its training. The best trial's final state is kept by
+    `toolkit.lean.CheckpointBest` (see `lean_callbacks`). Function trainables save their own,
+    with `ray.tune.report(..., checkpoint=...)`."""
     from ray import tune
 
-    return tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=not parts.is_function)
+    return tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False)
+
+
+def lean_callbacks(spec: ExperimentSpec, parts: Components) -> list:
+    """Tune's `result.json` logger only, and a checkpoint of each trial that ends best so far
+    (class trainables that can save at all); see `toolkit.lean`."""
+    from toolkit.lean import CheckpointBest, implements_checkpoints, result_loggers
+
+    keep = [CheckpointBest(spec.metric, spec.mode, spec.stop.max_iterations)]
+    return [*result_loggers(), *(keep if implements_checkpoints(parts.trainable) else [])]
 
 
 def stopper(spec: ExperimentSpec, sweep: Sweep) -> Any:
@@ -314,6 +326,8 @@ def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: 
     """The `tune.Tuner` of the run (metric and mode are set on the searcher and the scheduler)."""
     from ray import tune
 
+    from toolkit.lean import supports_reuse
+
     return tune.Tuner(
         parts.guarded,
         tune_config=tune.TuneConfig(
@@ -322,6 +336,8 @@ def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: 
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.max_concurrent,
             time_budget_s=spec.stop.time_budget_s,
+            # One actor runs trial after trial (reset_config): no new process, no re-import.
+            reuse_actors=supports_reuse(parts.trainable),
         ),
         run_config=tune.RunConfig(
             name=f"{spec.name}-v{sweep.writer.version}",
@@ -412,18 +428,22 @@ def run_experiment(
     verbose: int = 1,
     log: Callable[[str], None] = print,
     resume: str | None = None,
+    callbacks: Sequence[Any] = (),
+    on_record: Callable[[Path], Any] | None = None,
 ) -> RunOutcome:
     """Run the sweep the spec describes and write its record: build every component,
     connect, open the record, build the tuner, fit, finish.
 
     `resume` ('yes' or 'auto'): continue the incomplete version a killed driver left
-    (toolkit.cluster.recovery); 'auto' starts fresh when there is none."""
+    (toolkit.cluster.recovery); 'auto' starts fresh when there is none.
+    `callbacks`: more Tune callbacks (e.g. `toolkit.progress.SweepProgress`); `on_record` is
+    called with the record's folder once its version is reserved."""
     from toolkit.cluster import recovery
     from toolkit.cluster.connect import connect, use_cluster_token
 
     if address:
         use_cluster_token()  # before Ray is first imported (building the components imports it)
-    parts = build_components(spec, address)
+    parts = build_components(spec)
     conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
                    code_paths=spec.trainable_search_paths())
     try:
@@ -432,6 +452,9 @@ def run_experiment(
             f"{conn.describe()}")
         resume_version = recovery.resumable_version(parts.storage, spec.name, spec.given, resume)
         sweep = open_record(spec, parts, the_plan, log, resume_version)
+        sweep.callbacks += [*lean_callbacks(spec, parts), *callbacks]
+        if on_record is not None:
+            on_record(sweep.writer.path)
         max_failures = spec.failure.max_failures
         if max_failures is None:
             max_failures = recovery.default_max_failures(address)
@@ -444,7 +467,11 @@ def run_experiment(
                                                stopper(spec, sweep), sweep.recorder)
             else:
                 tuner = build_tuner(spec, parts, sweep, verbose, max_failures)
-            fitted = fit(tuner, sweep, log)
+            from toolkit.lean import implements_checkpoints, lean_tune_env
+
+            with lean_tune_env(parts.scheduler, spec.stop.max_iterations,
+                               checkpoints=implements_checkpoints(parts.trainable)):
+                fitted = fit(tuner, sweep, log)
         except BaseException as e:
             _fail(sweep, e)
             raise
