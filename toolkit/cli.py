@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from toolkit.runner import build_components, plan
 
-        parts = build_components(spec)  # every error a real run would meet before starting
+        parts = build_components(spec, args.address)  # every error a real run would meet before starting
         cluster = None
         if args.address:  # how many trials fit on the cluster as it is now
             from toolkit.cluster.connect import connect

@@ -1,8 +1,8 @@
 """Run an `ExperimentSpec` on Ray Tune and write its experiment record.
 
 `run_experiment` reads as its steps:
-1. `build_components`: space, searcher (warm-started), scheduler, guarded trainable, storage
-   check. Bad input fails here, before anything is reserved or started.
+1. `build_components`: preflight (storage, warm-start records, resources), space, searcher
+   (warm-started), scheduler, guarded trainable. Bad input fails here, before anything is reserved or started.
 2. `toolkit.cluster.connect.connect`: the cluster, or an embedded local Ray.
 3. `open_record`: reserve the record's version; the callbacks and stoppers of the sweep.
 4. `build_tuner`: the `tune.Tuner` (checkpointing in `checkpoint_config`, stopping in `stopper`).
@@ -108,6 +108,12 @@ def _local_cluster(spec: ExperimentSpec) -> dict[str, float]:
     return {"CPU": float(cpus), "GPU": float(gpus)}
 
 
+def _ray_resources() -> dict[str, float]:
+    from toolkit.cluster.connect import cluster_resources
+
+    return cluster_resources()
+
+
 def _concurrency(spec: ExperimentSpec, cluster: dict[str, float]) -> tuple[int, list[str]]:
     res = spec.resources_per_trial
     limits = {"num_samples": spec.num_samples}
@@ -176,30 +182,24 @@ class Components:
     data: dict | None         # the trainable's data fingerprint, if it has one
 
 
-def check_storage(storage: Path) -> None:
-    """Refuse a storage root that cannot be created or written (before anything starts)."""
-    existing = storage
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise SpecError([("storage", f"{existing} is not a folder")])
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SpecError([("storage", f"cannot write to {existing}")])
-
-
-def build_components(spec: ExperimentSpec) -> Components:
-    """Space, searcher (warm start included), scheduler, guarded trainable, storage check.
+def build_components(spec: ExperimentSpec, address: str | None = None) -> Components:
+    """Preflight checks (storage, warm-start records, resources), then space, searcher (warm
+    start included), scheduler and guarded trainable.
 
     Bad input surfaces here as a `SpecError` naming the field, with nothing written or started.
     """
+    import ray
     from ray import tune
 
     from toolkit.guard import guard_trainable, is_function_trainable
+    from toolkit.preflight import preflight
     from toolkit.results import RecordError
     from toolkit.schedulers import build_scheduler
 
+    # Resources are checked only against a local Ray of known size (a cluster may grow).
+    local = None if address else (_ray_resources() if ray.is_initialized() else _local_cluster(spec))
+    preflight(spec, local, spec.source)
     storage = Path(spec.storage).expanduser().resolve()
-    check_storage(storage)
     space = spec.search_space()
     trainable = spec.trainable_class()
     try:
@@ -443,7 +443,7 @@ def run_experiment(
 
     if address:
         use_cluster_token()  # before Ray is first imported (building the components imports it)
-    parts = build_components(spec)
+    parts = build_components(spec, address)
     conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
                    code_paths=spec.trainable_search_paths())
     try:
