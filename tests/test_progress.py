@@ -111,6 +111,7 @@ def test_duration_and_eta():
     assert format_duration(59.6) == "1:00" and format_duration(3725) == "1:02:05"
     clock = Clock()
     progress = SweepProgress("loss", "min", num_samples=4, stream=io.StringIO(), clock=clock)
+    clock.now = 30.0  # Ray's start-up: not counted in the rate of trials
     for i in range(2):
         t = _trial(i)
         progress.on_trial_start(0, [], t)

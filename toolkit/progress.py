@@ -97,6 +97,7 @@ class SweepProgress(Callback):
         self.quiet = quiet
         self._clock = clock
         self.t0 = clock()
+        self._first_start: float | None = None  # the rate of trials is measured from here
         self.running: set[str] = set()
         self.completed = 0
         self.stopped_early = 0
@@ -168,7 +169,8 @@ class SweepProgress(Callback):
         done = self.finished()
         if not done or not self.num_samples or self.num_samples >= 10**9:
             return None
-        return (self._clock() - self.t0) / done * max(0, self.num_samples - done)
+        since = self._first_start if self._first_start is not None else self.t0
+        return (self._clock() - since) / done * max(0, self.num_samples - done)
 
     def status_line(self) -> str:
         total = f"/{self.num_samples}" if self.num_samples and self.num_samples < 10**9 else ""
@@ -234,6 +236,8 @@ class SweepProgress(Callback):
 
     # ------------------------------------------------------------------ Tune callback hooks
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._first_start is None:
+            self._first_start = self._clock()  # Ray's start-up is not a trial's cost
         self.running.add(trial.trial_id)
         self._reported.setdefault(trial.trial_id, False)
         self.tick()
