@@ -271,6 +271,11 @@ def test_environment_diff_ignores_ray_memory_sizing_but_not_cpus():
     b = {"ray_cluster": {"nodes": 2, "resources": {"CPU": 4.0, "memory": 1.70e10, "object_store_memory": 7.3e9}}}
     assert {k for k, _, _ in diff_environments(a, b)} == {"ray_cluster.nodes", "ray_cluster.resources.CPU"}
     assert diff_environments(a, b, ignore=("ray_cluster",)) == []
+    # torch's view is captured only when torch was already imported: absent is not a difference,
+    # a different value is.
+    with_torch, without = {"gpus": {"devices": [], "torch_num_threads": 2}}, {"gpus": {"devices": []}}
+    assert diff_environments(with_torch, without) == []
+    assert diff_environments(with_torch, {"gpus": {"devices": [], "torch_num_threads": 4}}) != []
 
 
 def test_report_of_an_incomplete_version_says_so(tmp_path):

@@ -252,6 +252,8 @@ def diff_environments(a: dict | None, b: dict | None, ignore: tuple[str, ...] = 
     for key in sorted(set(fa) | set(fb)):
         if key in _IRRELEVANT or (key.startswith("ray_cluster.resources.") and key.endswith(_VOLATILE_SUFFIXES)):
             continue
+        if key.startswith("gpus.torch_") and (fa.get(key) is None or fb.get(key) is None):
+            continue  # torch's view is captured only when torch happened to be imported already
         if fa.get(key) != fb.get(key):
             out.append((key, fa.get(key), fb.get(key)))
     pa_ = dict(p.split("==", 1) for p in a.get("packages") or [] if "==" in p)
