@@ -86,6 +86,13 @@ class LocalRay(_Strict):
     num_gpus: float | None = Field(None, ge=0)
 
 
+class Failure(_Strict):
+    """`failure: {max_failures: N}`: restarts of a trial (from its last checkpoint) after its
+    worker died or it raised. None: 3 on a cluster, 0 on a local Ray (the runner decides)."""
+
+    max_failures: int | None = Field(None, ge=0)
+
+
 class ExperimentSpec(_Strict):
     name: str
     trainable: str
@@ -102,6 +109,7 @@ class ExperimentSpec(_Strict):
     storage: str = DEFAULT_STORAGE
     local_ray: LocalRay = LocalRay()
     fail_fast: int = Field(3, ge=0)  # stop when the first N trials all fail with one error; 0: never
+    failure: Failure = Failure()
     description: str = ""
     _given: dict = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)

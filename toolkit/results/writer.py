@@ -200,3 +200,46 @@ class RecordWriter:
             self.finish("interrupted", extra={"error": "KeyboardInterrupt"})
         else:
             self.finish("failed", extra={"error": f"{exc_type.__name__}: {exc}"})
+
+    # ------------------------------------------------------------------ resume (cluster engineer)
+    # Kept apart from the writing path above: a resumed sweep (`tunekit run --resume`) goes on
+    # writing the SAME incomplete version its killed driver left, instead of reserving a new one.
+    @classmethod
+    def reopen(cls, root: str | Path | None, name: str, version: int) -> "RecordWriter":
+        """Take over the incomplete version ``name@v<version>``: its journal is replayed (every
+        trial and suggestion row it holds), and new trials are appended to the same journal.
+        `recorded_rows` holds the trial rows already there, so a resumed run adds none twice."""
+        self = cls.__new__(cls)
+        self.root = default_root(root)
+        self.name = check_name(name)
+        self.version = int(version)
+        self.path = store.version_dir(self.root, self.name, self.version)
+        self._staging = self.path / store.STAGING
+        if store.is_published(self.path) or not self._staging.is_dir():
+            raise ValueError(f"{self.name}@v{self.version} is not an incomplete version: nothing to resume")
+        staging_manifest = json.loads((self._staging / store.MANIFEST).read_text())
+        if store.writer_alive(staging_manifest.get("writer")):
+            raise ValueError(f"{self.name}@v{self.version} is still being written by process "
+                             f"{staging_manifest['writer'].get('pid')}")
+        self._base = {k: v for k, v in staging_manifest.items()
+                      if k not in ("name", "version", "status", "writer")}
+        self._t0 = _parse_iso(self._base.get("started_at")) or time.time()
+        self._tables = TableBuilder()
+        self.recorded_rows: list[dict] = []
+        for entry in store.read_journal(self._staging):
+            if entry.get("kind") == "trial":
+                trial = dict(entry["trial"])
+                self._tables.add_trial(dict(trial), columns=entry.get("columns") or {})
+                self.recorded_rows.append(trial)
+            elif entry.get("kind") == "suggestions":
+                self._tables.add_suggestions(entry["rows"])
+        self._pending = []
+        self._journal = None
+        self._last_fsync = 0.0
+        self._finished = False
+        resumes = list(self._base.get("resumed_at") or []) + [_now_iso()]
+        self._base["resumed_at"] = resumes
+        store.atomic_write(self._staging / store.MANIFEST, json.dumps(
+            dict(self._base, name=self.name, version=self.version, status="incomplete",
+                 writer=store.writer_identity()), indent=1, allow_nan=False).encode())
+        return self
