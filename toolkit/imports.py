@@ -69,6 +69,9 @@ def import_trainable(path: str, search_paths: Sequence[str | os.PathLike] = ()) 
         raise TrainableImportError(f"importing module {module_name!r} failed: {type(e).__name__}: {e}") from e
     except Exception as e:  # noqa: BLE001 - the user's module raised while importing: report it in one line
         raise TrainableImportError(f"importing module {module_name!r} failed: {type(e).__name__}: {e}") from e
+    except SystemExit as e:  # a script-like module: it must not end tunekit, silently, with its code
+        raise TrainableImportError(f"importing module {module_name!r} failed: it called sys.exit({e.code!r}) "
+                                   "while being imported") from None
     obj: Any = module
     for part in attr.split("."):
         try:

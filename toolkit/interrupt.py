@@ -63,3 +63,36 @@ def catch_sigint(stopper: InterruptStopper, log=print) -> Iterator[None]:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_env
+
+
+class DeferredSigint:
+    """Whether a SIGINT arrived while `defer_sigint` held it back."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def raise_if_fired(self) -> None:
+        if self.fired:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def defer_sigint() -> Iterator[DeferredSigint]:
+    """Hold a Ctrl-C back for the block and remember it (main thread only).
+
+    For steps that must not be cut in half, such as reserving a record version and wiring up
+    what would clean it up: the caller calls `raise_if_fired()` where the interrupt can be
+    handled (and the reserved version removed), instead of leaving an orphan version behind."""
+    state = DeferredSigint()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def remember(signum, frame):  # noqa: ANN001 - signal handler signature
+        state.fired = True
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)

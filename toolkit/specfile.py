@@ -64,34 +64,54 @@ class _SpecLoader(yaml.SafeLoader):
 _SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
 
 
-def parse_yaml(text: str) -> Any:
-    """YAML text -> Python data, with the checks above; `SpecFileError` on any problem."""
+def parse_yaml(text: str, source: str | None = None) -> Any:
+    """YAML text -> Python data, with the checks above; `SpecFileError` on any problem, its
+    message starting with ``source`` (a file name) when given."""
+    where = source or "the text"
     try:
         return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
-    except SpecFileError:
-        raise
+    except SpecFileError as e:
+        raise SpecFileError(f"{where}: {e}") from None
     except yaml.YAMLError as e:
-        raise SpecFileError(f"not valid YAML: {' '.join(str(e).split())}") from None
+        raise SpecFileError(f"{where} is not valid YAML: {' '.join(str(e).split())}") from None
     except RecursionError:
-        raise SpecFileError(f"nested too deeply (more than {MAX_DEPTH} levels)") from None
+        raise SpecFileError(f"{where} is nested too deeply (more than {MAX_DEPTH} levels)") from None
 
 
 def read_spec_file(path: str | Path) -> Any:
     """The parsed content of a spec file: a text file of at most `MAX_SPEC_BYTES`."""
     p = Path(path)
     try:
-        if not p.is_file():
-            raise SpecFileError("no such file" if not p.exists() else "not a regular file")
+        if p.exists() and not p.is_file():
+            raise SpecFileError(f"cannot read {p}: not a regular file")
         size = p.stat().st_size
         if size > MAX_SPEC_BYTES:
-            raise SpecFileError(f"{size} bytes is too large for an experiment spec")
+            raise SpecFileError(f"{p} is {size} bytes: too large for an experiment spec")
         data = p.read_bytes()
     except OSError as e:
-        raise SpecFileError(f"cannot read it: {e.strerror or e}") from None
+        raise SpecFileError(f"cannot read {p}: {e.strerror or e}") from None
     if b"\0" in data:
-        raise SpecFileError("a binary file, not a YAML spec")
+        raise SpecFileError(f"{p} is a binary file, not a YAML spec")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecFileError(f"not UTF-8 text (byte {e.start}): a binary file, not a YAML spec") from None
-    return parse_yaml(text)
+        raise SpecFileError(f"{p} is not UTF-8 text (byte {e.start}): a binary file, not a YAML spec") from None
+    return parse_yaml(text, str(p))
+
+
+def wrong_type_problem(error_type: str, value: Any) -> str | None:
+    """A clear wording for a value of the wrong type as YAML produces them (None: keep
+    pydantic's): `yes`/`true` are booleans, `1e9` is a float, anything quoted is text."""
+    expected = {"int_type": "a whole number", "float_type": "a number", "int_from_float": "a whole number",
+                "bool_type": "true or false", "string_type": "text"}.get(error_type)
+    if expected is None:
+        return None
+    if isinstance(value, bool):
+        got = f"the boolean {str(value).lower()} (YAML reads yes/no/on/off/true/false as booleans)"
+    elif isinstance(value, float) and value.is_integer() and expected == "a whole number":
+        got = f"{value:g}, a float (write it as {int(value)})" if abs(value) < 1e16 else f"{value:g}, a float"
+    elif isinstance(value, str):
+        got = f"the text {value!r}"
+    else:
+        got = repr(value) if not isinstance(value, (dict, list)) else f"a {type(value).__name__}"
+    return f"must be {expected}, got {got}"

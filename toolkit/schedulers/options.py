@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class SchedulerOptions(BaseModel):
     """Options every scheduler section accepts."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's `yes` or `1e9` is not silently a 1 or a float where an int belongs
+    model_config = ConfigDict(extra="forbid", strict=True)
     needs_max_iterations: ClassVar[bool] = False
     type: str
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class SearcherOptions(BaseModel):
     """Options every searcher section accepts."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's `yes` or `1e9` is not silently a 1 or a float where an int belongs
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: str
     warm_start: list[str] = Field(default_factory=list)  # earlier records the searcher learns from first
 
