@@ -275,6 +275,7 @@ def plot_scatter(rec: Record, params: list[str]) -> str:
             ax.set_xticks(range(len(levels)))
             ax.set_xticklabels([str(lv)[:12] for lv in levels], fontsize=7, rotation=15)
             xv = xv + rng.uniform(-0.15, 0.15, len(xv))
+            ax.set_xlim(-0.5, len(levels) - 0.5)  # every level's tick in view, however few trials chose it
         yv = vals.to_numpy(float)
         ax.scatter(xv[~early], yv[~early], s=12, color="#1f77b4", alpha=0.75, label="completed")
         ax.scatter(xv[early], yv[early], s=14, marker="x", color="#8c8c8c", alpha=0.8, label="early-stopped")
