@@ -158,13 +158,13 @@ def test_spec_with_a_user_model_and_data_runs_through_the_runner(ray_with_tests_
                         "width": {"type": "choice", "values": [8, 16]},
                         "lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
                         "early_stopping": {"metric": "val_loss", "patience": 2}},
-        "searcher": "random", "scheduler": "fifo", "num_samples": 3, "max_concurrent": 2,
-        "stop": {"max_iterations": 3}, "seed": 0, "storage": str(tmp_path),
+        "searcher": "random", "scheduler": "fifo", "num_samples": 2, "max_concurrent": 2,
+        "stop": {"max_iterations": 2}, "seed": 0, "storage": str(tmp_path),
     })
     out = run_experiment(spec, verbose=0)
-    assert out.status == "completed" and out.n_trials == 3 and out.n_errors == 0
+    assert out.status == "completed" and out.n_trials == 2 and out.n_errors == 0
     rec = load("user-model", root=tmp_path)
-    assert rec.metrics.groupby("trial_id")["training_iteration"].max().eq(3).all()
+    assert rec.metrics.groupby("trial_id")["training_iteration"].max().eq(2).all()
     assert (rec.metrics["val_acc"] > 0.8).any()
 
 

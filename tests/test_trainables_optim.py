@@ -197,3 +197,29 @@ def test_update_ratio_warning_after_several_epochs_far_from_1e_3():
     healthy = run_local(DigitsMLP, {**TINY, "lr": 1e-2}, 3)
     assert all("warning" not in r for r in healthy)
     assert 1e-5 <= healthy[-1]["step_update_ratio"] <= 1e-1
+
+
+# ---- GPU options: CUDA-only switches leave CPU training unchanged; exercised on CUDA where present ----
+
+def test_cuda_only_options_are_ignored_on_cpu():
+    cfg = {**TINY, "lr": 0.01}
+    plain = run_local(DigitsMLP, cfg, 2)
+    gpu_opts = run_local(DigitsMLP, {**cfg, "amp": True, "amp_dtype": "auto", "compile": True,
+                                     "channels_last": True}, 2)
+    assert [[r[k] for k in EXACT] for r in gpu_opts] == [[r[k] for k in EXACT] for r in plain]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_compile_channels_last_and_auto_amp_train():
+    from trainables.digits import DigitsCNN
+
+    t = DigitsCNN(config={"device": "cuda", "amp": True, "compile": True, "channels_last": True, "seed": 0})
+    try:
+        expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        assert t.trainer.amp and t.trainer.amp_dtype == expected
+        assert t.scaler.is_enabled() == (expected == torch.float16)
+        assert t.trainer.forward_model is not t.model  # compiled; checkpoints keep the plain names
+        history = [t.train() for _ in range(3)]
+    finally:
+        close(t)
+    assert history[-1]["val_acc"] > 0.9 and history[-1]["device"].startswith("cuda")

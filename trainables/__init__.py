@@ -1,8 +1,15 @@
 """Ray Tune Trainables for tunekit: PyTorch models on bundled data, and cheap synthetic ones.
 
     trainables.digits     DigitsMLP, DigitsCNN (scikit-learn digits), evaluate(config, epochs, model)
-    trainables.base       TorchTrainable: the reusable PyTorch Trainable (devices, seeding, optimizers,
-                          LR schedules, AMP, exact checkpoints, per-epoch metrics)
+    trainables.tabular    BreastCancerMLP, WineMLP, DiabetesMLP (regression)
+    trainables.sequence   DistantXor: a generated sequence task for a small LSTM or transformer
+    trainables.generic    Generic: the user's model/data/loss/metrics by import path, no subclass
+    trainables.base       TorchTrainable: the reusable PyTorch Trainable (devices, seeding, AMP, exact
+                          checkpoints, early stopping, per-epoch metrics and signals)
+    trainables.optim      optimizer registry;  trainables.schedules  LR-schedule registry (warm-up)
+    trainables.step       the training step shared by the trial loop, lr_find and sanity
+    trainables.lr_find    LR range test;  trainables.sanity  pre-sweep checks
+    trainables.report     report / restore / seeding helpers for plain function trainables
     trainables.synthetic  Quadratic: torch-free learning curves with seeded noise and fault injection
     trainables.data       fixed, fingerprinted train/validation splits of bundled datasets
     trainables.models     MLP, SmallCNN
@@ -22,6 +29,7 @@ _EXPORTS = {
     "TorchTrainable": "trainables.base",
     "DigitsMLP": "trainables.digits",
     "DigitsCNN": "trainables.digits",
+    "Generic": "trainables.generic",
     "Quadratic": "trainables.synthetic",
     "run_local": "trainables.local",
 }
