@@ -57,7 +57,11 @@ Checkpoints hold model, optimizer, LR scheduler, GradScaler, epoch, early-stoppi
 state, and the python / numpy / torch (CPU and CUDA) RNG states plus the shuffling generator, all
 as tensors and plain values so they load with `torch.load(weights_only=True)`. On CPU a restored
 trial continues with metrics identical to one that never stopped (same thread count assumed: CPU
-kernels may sum in a different order with a different number of threads).
+kernels may sum in a different order with a different number of threads). A checkpoint from an
+older format is refused by name rather than guessed at. What loading a checkpoint still trusts:
+nothing executable is unpickled from our files, but Ray Tune's own experiment and trial state
+under the storage's `.ray` folder is Ray's pickle format (not ours to change), so a storage root
+shared with people you do not trust should not be resumed from.
 """
 
 from __future__ import annotations
