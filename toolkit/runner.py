@@ -451,6 +451,7 @@ def run_experiment(
         log(f"[tunekit] {spec.name}: {spec.num_samples} trials, {the_plan.concurrency} at once on "
             f"{conn.describe()}")
         resume_version = recovery.resumable_version(parts.storage, spec.name, spec.given, resume)
+        recovery.keep_snapshots_fresh(address)
         sweep = open_record(spec, parts, the_plan, log, resume_version)
         sweep.callbacks += [*lean_callbacks(spec, parts), *callbacks]
         if on_record is not None:
