@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from toolkit.cluster.cli import register as register_cluster  # submit, jobs
 
     register_cluster(sub)
+    from toolkit.nightly.cli import register as register_nightly  # nightly run, history, emit
+
+    register_nightly(sub)
     return parser
 
 

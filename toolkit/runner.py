@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from toolkit.spec import ExperimentSpec, SpecError
 
@@ -430,6 +430,8 @@ def run_experiment(
     resume: str | None = None,
     callbacks: Sequence[Any] = (),
     on_record: Callable[[Path], Any] | None = None,
+    evaluate_first: Sequence[Mapping] = (),
+    warm_points: Sequence[tuple[Mapping, float | None]] = (),
 ) -> RunOutcome:
     """Run the sweep the spec describes and write its record: build every component,
     connect, open the record, build the tuner, fit, finish.
@@ -437,13 +439,19 @@ def run_experiment(
     `resume` ('yes' or 'auto'): continue the incomplete version a killed driver left
     (toolkit.cluster.recovery); 'auto' starts fresh when there is none.
     `callbacks`: more Tune callbacks (e.g. `toolkit.progress.SweepProgress`); `on_record` is
-    called with the record's folder once its version is reserved."""
+    called with the record's folder once its version is reserved. `warm_points` ((config,
+    metric) pairs) warm-start the searcher and `evaluate_first` configs are suggested before
+    anything else (`tunekit nightly run` passes the last good night's trials and champions)."""
     from toolkit.cluster import recovery
     from toolkit.cluster.connect import connect, use_cluster_token
 
     if address:
         use_cluster_token()  # before Ray is first imported (building the components imports it)
     parts = build_components(spec, address)
+    if warm_points:
+        parts.searcher.warm_start(warm_points)
+    if evaluate_first:
+        parts.searcher.evaluate_first(evaluate_first)
     conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
                    code_paths=spec.trainable_search_paths())
     try:

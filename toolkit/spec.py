@@ -111,6 +111,8 @@ class ExperimentSpec(_Strict):
     fail_fast: int = Field(3, ge=0)  # stop when the first N trials all fail with one error; 0: never
     failure: Failure = Failure()
     description: str = ""
+    # Free-form labels kept in the record (e.g. `nightly: 2026-12-01`, set by `tunekit nightly run`).
+    tags: dict[str, str] = {}
     _given: dict = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
 

@@ -299,6 +299,13 @@ class SpaceSearcher(Searcher):
                         dropped, added + dropped, first_problem)
         return added
 
+    def evaluate_first(self, configs: Iterable[Mapping]) -> None:
+        """Queue configurations to be suggested, in order, before anything else (e.g. the last
+        good night's champions, re-evaluated to measure drift)."""
+        self._to_evaluate[:0] = [dict(c) for c in configs]
+        if self.space is not None:
+            self._check_points_to_evaluate()
+
     def _require_mode(self, what: str) -> None:
         if self._mode is None:
             raise ValueError(
