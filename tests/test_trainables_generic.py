@@ -148,24 +148,29 @@ def ray_with_tests_on_path():
 
 @pytest.mark.slow
 def test_spec_with_a_user_model_and_data_runs_through_the_runner(ray_with_tests_on_path, tmp_path):
+    """Healthy user models train; a diverging one ends its trial as a failure the searcher never sees."""
     from toolkit.results import load
     from toolkit.runner import run_experiment
     from toolkit.spec import validate_spec
 
     spec = validate_spec({
         "name": "user-model", "trainable": "trainables.generic:Generic", "metric": "val_loss", "mode": "min",
-        "param_space": {"model": f"{MODULE}:build_classifier", "data": f"{MODULE}:load_arrays",
-                        "width": {"type": "choice", "values": [8, 16]},
+        "param_space": {"model": {"type": "choice", "values": [f"{MODULE}:build_classifier",
+                                                                f"{MODULE}:build_nan_model"]},
+                        "data": f"{MODULE}:load_arrays", "width": 8,
                         "lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
                         "early_stopping": {"metric": "val_loss", "patience": 2}},
-        "searcher": "random", "scheduler": "fifo", "num_samples": 2, "max_concurrent": 2,
-        "stop": {"max_iterations": 2}, "seed": 0, "storage": str(tmp_path),
+        "searcher": "random", "scheduler": "fifo", "num_samples": 4, "max_concurrent": 2, "fail_fast": 0,
+        "stop": {"max_iterations": 2}, "seed": 1, "storage": str(tmp_path),
     })
-    out = run_experiment(spec, verbose=0)
-    assert out.status == "completed" and out.n_trials == 2 and out.n_errors == 0
-    rec = load("user-model", root=tmp_path)
-    assert rec.metrics.groupby("trial_id")["training_iteration"].max().eq(2).all()
-    assert (rec.metrics["val_acc"] > 0.8).any()
+    run_experiment(spec, verbose=0)
+    trials = load("user-model", root=tmp_path).trials
+    healthy = trials[trials["config.model"].str.endswith("build_classifier")]
+    diverged = trials[trials["config.model"].str.endswith("build_nan_model")]
+    assert len(healthy) and len(diverged), "the seed must give both kinds of trial"
+    assert (healthy["status"] == "TERMINATED").all() and healthy["final_metric"].notna().all()
+    assert (diverged["status"] == "ERROR").all() and diverged["final_metric"].isna().all()
+    assert diverged["error"].str.contains("val_loss").all()
 
 
 def _function_trainable(config):
