@@ -102,7 +102,6 @@ def test_a_trainable_module_beside_the_spec_imports_without_pythonpath(tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert f"tunekit: trainable: no module named 'mymodelz' (looked in {tmp_path / 'project'}, {elsewhere}" \
         in bad.stderr
-    assert _tunekit("run", spec, "--dry-run", cwd=elsewhere).returncode == 0
     run = _tunekit("run", spec, "--storage", tmp_path / "records", "--quiet", cwd=elsewhere)
     assert run.returncode == 0, run.stderr[-3000:]
     from toolkit.results import load
@@ -167,3 +166,11 @@ def test_identical_failures_stop_the_sweep_once(user_project, tmp_path):
     rec = load("mine", root=tmp_path)
     assert rec.manifest["status"] == "failed"
     assert rec.manifest["extra"]["error"] == "ValueError: the data folder is missing"
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_before_its_first_trial_leaves_no_version(user_project, tmp_path):
+    (tmp_path / ".ray").write_text("")  # where Tune keeps its experiment folders: not a folder
+    with pytest.raises(OSError):
+        _run(user_project, tmp_path, "Tiny")
+    assert not (tmp_path / "mine").exists()

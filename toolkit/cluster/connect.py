@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 
 def use_cluster_token() -> None:
@@ -23,17 +23,18 @@ def use_cluster_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def _workers_find_code_in(paths: Iterable[str | os.PathLike]) -> None:
-    """Let the worker processes of a local Ray we start import modules from `paths`.
+def _job_config(code_paths: Iterable[str | os.PathLike]) -> Any:
+    """Let the workers import the user's modules from `code_paths` too.
 
-    Ray adds only the driver script's folder and the current folder to its workers'
-    `sys.path`; workers inherit PYTHONPATH from the raylet, which inherits it from us.
+    Ray puts the driver script's folder and the current folder on its workers' `sys.path`
+    (through the job config's `_py_driver_sys_path`); we add the spec's folder the same way.
+    Not PYTHONPATH: that would reach Ray's own processes as they start, and a folder that
+    happens to hold, say, Ray's session folder `/tmp/ray` would shadow the `ray` package.
     """
-    wanted = [str(Path(p)) for p in paths]
-    current = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    merged = list(dict.fromkeys(wanted + current))
-    if merged:
-        os.environ["PYTHONPATH"] = os.pathsep.join(merged)
+    from ray.job_config import JobConfig
+
+    paths = [str(Path(p)) for p in code_paths]
+    return JobConfig(_py_driver_sys_path=paths) if paths else None
 
 
 @dataclass
@@ -77,9 +78,15 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
     if ray.is_initialized():
         return Connection(address, False, cluster_resources())
     if address:
+        from toolkit.preflight import address_problem
+
+        problem = address_problem(address)  # ray.init retries for minutes when nothing listens
+        if problem:
+            raise ConnectionError(problem)
         use_cluster_token()
-        ray.init(address=address, logging_level="WARNING")
+        client = address.startswith("ray://")  # a Ray Client ships code with runtime_env, not paths
+        ray.init(address=address, logging_level="WARNING", job_config=None if client else _job_config(code_paths))
     else:
-        _workers_find_code_in(code_paths)
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING")
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
+                 job_config=_job_config(code_paths))
     return Connection(address, True, cluster_resources())
