@@ -156,14 +156,14 @@ def can_restore(path: Path) -> bool:
     return Path(path).is_dir() and tune.Tuner.can_restore(str(path))
 
 
-# Seconds between Tune's experiment snapshots on a cluster. `Tuner.restore` resumes from the last
-# snapshot: a trial recorded after it would come back under a new id from a searcher that never saw
-# it. Two seconds keeps that window small; locally tunekit keeps Tune's snapshots rare (lean.py).
-CLUSTER_SNAPSHOT_PERIOD_S = 2
+# Seconds between Tune's experiment snapshots. `Tuner.restore` resumes from the last snapshot: a
+# trial recorded after it would come back under a new id from a searcher that never saw it, so
+# `--resume` needs snapshots that are seconds old (Ray's own default is 10 s and up). One
+# snapshot per 2 s at most costs a short-trial sweep little (lean.py keeps the rest cheap).
+SNAPSHOT_PERIOD_S = 2
 
 
-def keep_snapshots_fresh(address: str | None) -> None:
-    """On a cluster (where drivers get lost), snapshot the experiment often unless the user chose
-    a period (TUNE_GLOBAL_CHECKPOINT_S)."""
-    if address:
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(CLUSTER_SNAPSHOT_PERIOD_S))
+def keep_snapshots_fresh(address: str | None = None) -> None:
+    """Snapshot the experiment often (for `--resume`) unless the user chose a period
+    (TUNE_GLOBAL_CHECKPOINT_S), on a cluster and locally alike."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(SNAPSHOT_PERIOD_S))
