@@ -277,7 +277,7 @@ def decision_cost(n_trials: int = 1000, repeats: int = 3) -> dict[str, float]:
                 ctrl.trials.append(trial)
                 sched.on_trial_add(ctrl, trial)
                 trial.status = "RUNNING"
-            start = time.perf_counter()
+            start = time.process_time()  # CPU time: the machine is shared, wall time is not ours
             calls = 0
             for trial in trials:
                 d = sched.on_trial_result(ctrl, trial, {"loss": float(rng.random()), "training_iteration": 1})
@@ -287,9 +287,34 @@ def decision_cost(n_trials: int = 1000, repeats: int = 3) -> dict[str, float]:
                     trial.status = "TERMINATED"
                 sched.choose_trial_to_run(ctrl)
                 calls += 2
-            per_call.append(1000 * (time.perf_counter() - start) / calls)
+            per_call.append(1000 * (time.process_time() - start) / calls)
         out[name] = statistics.median(per_call)
     return out
+
+
+# ---------------------------------------------------------------------- deterministic mode's cost
+def deterministic_cost(n_workers: int = 8, num_samples: int = 200, seeds: tuple[int, ...] = REPORT_SEEDS) -> dict:
+    """Same trials (random search), ASHA stop vs ASHA stop deterministic, epoch times varying
+    per trial (exponential, mean 1): how much longer the sweep takes and how busy workers are."""
+    from toolkit.schedulers.asha import ASHA
+    from toolkit.searchers import RandomSearcher
+
+    task = Hartmann(6, MAX_T)
+    rows = {"asynchronous": [], "deterministic": []}
+    for seed in seeds:
+        for name, det in (("asynchronous", False), ("deterministic", True)):
+            rng = np.random.default_rng(seed)
+            speed: dict[str, float] = {}
+
+            def noise(trial: Any, epoch: int, rng=rng, speed=speed) -> float:
+                return speed.setdefault(trial.trial_id, float(rng.exponential(1.0)))
+
+            run = simulate(task, ASHA(task.metric, "min", max_t=MAX_T, variant="stop", deterministic=det, persist=False),
+                           RandomSearcher(seed=seed), n_workers, 1e12, num_samples=num_samples, order_noise=noise)
+            rows[name].append({"makespan": run.end_time, "utilisation": utilisation(run, n_workers),
+                               "epochs": run.epochs, "regret": incumbent_regret(task, run), "stalled": run.stalled})
+    return {name: {k: _median([r[k] for r in v]) for k in ("makespan", "utilisation", "epochs", "regret")}
+            for name, v in rows.items()} | {"workers": n_workers, "num_samples": num_samples, "seeds": list(seeds)}
 
 
 # ---------------------------------------------------------------------- tables
@@ -336,10 +361,23 @@ def tables(runs: list[dict], decision: dict[str, float] | None = None, notes: st
                     f"{_median([r['trials'] for r in mine]):.0f} | {_median([r['resumes'] for r in mine]):.0f} | "
                     f"{sum(r['stalled'] for r in mine)} | {len(mine)} |")
             lines.append("")
+    det_file = HERE / "results" / "multifidelity_deterministic_cost.json"
+    if det_file.exists():
+        det = json.loads(det_file.read_text())
+        lines += ["## The price of `deterministic: true`", "",
+                  "`python -m experiments.benchmarks.mf_bench --deterministic-cost`: random search, 200 trials, ASHA "
+                  "stop, Hartmann6, epoch times drawn per trial (exponential, mean 1), medians over the report seeds.", "",
+                  "| workers | mode | makespan (s) | utilisation | epochs | regret |", "|---|---|---|---|---|---|"]
+        for key, v in det.items():
+            for mode in ("asynchronous", "deterministic"):
+                m = v[mode]
+                lines.append(f"| {key} | {mode} | {m['makespan']:.0f} | {m['utilisation']:.3f} | {m['epochs']:.0f} | "
+                             f"{_fmt(m['regret'])} |")
+        lines.append("")
     if decision:
         lines += ["## Per-decision cost, 1,000 live trials", "",
                   "`python -m experiments.benchmarks.mf_bench --decision-cost`: median ms per scheduler call "
-                  "(a rung result, then choose_trial_to_run) while 1,000 trials report at the first rung.", "",
+                  "of CPU (a rung result, then choose_trial_to_run) while 1,000 trials report at the first rung.", "",
                   "| scheduler | ms per call |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in decision.items()]
         lines.append("")
@@ -354,11 +392,17 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None, help="substrings of method names")
     parser.add_argument("--table", action="store_true", help="only rebuild the tables")
     parser.add_argument("--decision-cost", action="store_true")
+    parser.add_argument("--deterministic-cost", action="store_true")
     args = parser.parse_args()
     if args.decision_cost:
         cost = decision_cost()
         print(json.dumps(cost, indent=1))
         (HERE / "results" / "multifidelity_decision_cost.json").write_text(json.dumps(cost, indent=1))
+        return
+    if args.deterministic_cost:
+        cost = {f"N={n}": deterministic_cost(n) for n in (8, 32)}
+        print(json.dumps(cost, indent=1))
+        (HERE / "results" / "multifidelity_deterministic_cost.json").write_text(json.dumps(cost, indent=1))
         return
     if not args.table:
         done = {(r["task"], r["method"], r["workers"], r["seed"]) for r in load_runs()}

@@ -8,6 +8,7 @@ how good it is must never win a promotion nor set a cutoff.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -51,15 +52,28 @@ class Rung:
     milestone: int
     losses: dict[str, float] = field(default_factory=dict)
     promoted: set[str] = field(default_factory=set)
+    # (loss, arrival, trial id), kept sorted as results arrive: a decision reads the top of
+    # the rung without sorting it again (1,000 live trials cost well under a millisecond).
+    _sorted: list[tuple[float, int, str]] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._sorted = sorted((loss, i, t) for i, (t, loss) in enumerate(self.losses.items()))
 
     def record(self, trial_id: str, loss: float) -> None:
-        self.losses.setdefault(trial_id, loss)
+        if trial_id not in self.losses:
+            self.losses[trial_id] = loss
+            bisect.insort(self._sorted, (loss, len(self.losses) - 1, trial_id))
 
     def ranked(self, among: Iterable[str] | None = None) -> list[str]:
-        """Trial ids by loss, ties broken by arrival (stable), optionally only `among`."""
-        ids = list(self.losses) if among is None else [t for t in self.losses if t in set(among)]
-        return sorted(ids, key=lambda t: self.losses[t])
+        """Trial ids by loss, ties broken by arrival, optionally only those in `among`."""
+        if among is None:
+            return [t for _, _, t in self._sorted]
+        keep = set(among)
+        return [t for _, _, t in self._sorted if t in keep]
 
     def top(self, reduction_factor: float, among: Iterable[str] | None = None) -> list[str]:
+        if among is None:
+            k = n_to_promote(len(self._sorted), reduction_factor) if self._sorted else 0
+            return [t for _, _, t in self._sorted[:k]]
         ranked = self.ranked(among)
         return ranked[: n_to_promote(len(ranked), reduction_factor)] if ranked else []
