@@ -72,7 +72,6 @@ import resource
 import time
 from typing import Any, Callable, ClassVar, Mapping
 
-import numpy as np
 import ray
 import torch
 import torch.nn.functional as F
@@ -80,10 +79,10 @@ from ray import tune
 from torch import nn
 
 from trainables import data as data_mod
-from trainables.batches import LoaderBatches, TensorBatches
+from trainables.batches import TensorBatches
 from trainables.config import integer, number
-from trainables.rng import rng_state, seed_everything, set_rng_state
 from trainables.optim import build_optimizer, resolve_optimizer
+from trainables.rng import rng_state, seed_everything, set_rng_state
 from trainables.schedules import build_lr_scheduler, needs_horizon, resolve_schedule
 from trainables.step import TrainStep
 

@@ -26,7 +26,6 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-import torch
 
 HIGH_DIVISOR = 2.0
 LOW_SPAN = 100.0
