@@ -11,7 +11,10 @@
 #                    metrics, runtime-env agent, Ray client server (head), and workers on the last 90 ports.
 #                    Nodes on one host must not share these, or the second node fails to start.
 #   HEAD_CPUS, HEAD_GPUS  the head's own resources (default: CPUS_PER_NODE, GPUS_PER_NODE)
+#   START_ATTEMPTS   tries per node (default 3)
 #   CLUSTER_DIR      where pids, logs and Ray's session files go (default /tmp/tk-cluster-PORT)
+#   START_NICE       niceness while the cluster starts (e.g. -10 on a crowded machine, root only):
+#                    every node goes back to niceness 0 once all are up, so trials compete normally
 #   RAY_AUTH_TOKEN_PATH  the token file (default ~/.ray/auth_token); created (mode 600) if missing.
 #
 # GPUS_PER_NODE advertises *logical* GPUs, so GPU placement and fractional packing can be
@@ -29,6 +32,12 @@ WAIT_S=${WAIT_S:-120}
 HEAD_CPUS=${HEAD_CPUS:-$CPUS}
 HEAD_GPUS=${HEAD_GPUS:-$GPUS}
 
+# Ray's unix sockets live under CLUSTER_DIR/ray/session_<date>_<pid>/sockets/ and AF_UNIX paths
+# are limited to 107 bytes.
+if (( ${#CLUSTER_DIR} > 32 )); then
+  echo "up.sh: CLUSTER_DIR $CLUSTER_DIR is too long (${#CLUSTER_DIR} > 32 characters): Ray's socket paths under it would exceed 107 bytes" >&2
+  exit 2
+fi
 if [[ -s "$CLUSTER_DIR/pids" ]]; then
   echo "up.sh: $CLUSTER_DIR/pids exists: a cluster on port $PORT may be running (clusters/local/down.sh $PORT)" >&2
   exit 1
@@ -59,7 +68,7 @@ launch() {  # index, cpus, gpus, extra flags...: one node in its own session (pi
   local i=$1 cpus=$2 gpus=$3; shift 3
   : > "$CLUSTER_DIR/node-$i.log"  # truncate here: the background job's own redirect may come late
   # shellcheck disable=SC2046
-  setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$cpus" --num-gpus="$gpus" \
+  ${START_NICE:+nice -n "$START_NICE"} setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$cpus" --num-gpus="$gpus" \
     --disable-usage-stats $(node_ports "$i") "$@" >> "$CLUSTER_DIR/node-$i.log" 2>&1 < /dev/null &
   local pid=$!
   echo "$pid" >> "$CLUSTER_DIR/pids"
@@ -76,7 +85,7 @@ launch() {  # index, cpus, gpus, extra flags...: one node in its own session (pi
 start_node() {  # index, extra flags...
   # On a loaded machine a raylet gives up when its dashboard agent takes more than ~15 s to
   # start (a fixed wait inside Ray); the node then exits and a second try usually works.
-  for attempt in 1 2 3; do
+  for attempt in $(seq 1 "${START_ATTEMPTS:-3}"); do
     launch "$@" && return 0
     echo "up.sh: node $1 failed to start (attempt $attempt); see $CLUSTER_DIR/node-$1.log" >&2
     cp "$CLUSTER_DIR/node-$1.log" "$CLUSTER_DIR/node-$1.failed-$attempt.log" 2>/dev/null || true
@@ -92,6 +101,9 @@ start_node 0 "$HEAD_CPUS" "$HEAD_GPUS" --head --port="$PORT" --temp-dir="$CLUSTE
 for i in $(seq 1 "$WORKERS"); do
   start_node "$i" "$CPUS" "$GPUS" --address="127.0.0.1:$PORT"
 done
+if [[ -n "${START_NICE:-}" ]]; then
+  while read -r pid; do renice -n 0 -g "$pid" > /dev/null 2>&1 || true; done < "$CLUSTER_DIR/pids"
+fi
 echo "127.0.0.1:$PORT" > "$CLUSTER_DIR/address"
 echo "http://127.0.0.1:$DASHBOARD_PORT" > "$CLUSTER_DIR/dashboard"
 echo "Ray cluster up: head + $WORKERS workers; GCS 127.0.0.1:$PORT, jobs http://127.0.0.1:$DASHBOARD_PORT" \
