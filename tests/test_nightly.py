@@ -91,6 +91,18 @@ def sweep_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def shared_ray(sweep_dir, monkeypatch):
+    """One local Ray for every night of a test (the runner reuses a Ray that is already up,
+    as it would inside a Ray job); its workers see the objective's folder and data file."""
+    import ray
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(sweep_dir), os.environ.get("PYTHONPATH")])))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: list = []
 
@@ -120,7 +132,7 @@ def _night(sweep_dir: Path, date: str, **kw) -> object:
     return run_night(sweep_dir / "night.yaml", opts, log=lambda line: None)
 
 
-def test_three_nights_warm_start_regression_gate_webhook_and_retention(sweep_dir, webhook):
+def test_three_nights_warm_start_regression_gate_webhook_and_retention(sweep_dir, webhook, shared_ray):
     url, posts = webhook
     storage = sweep_dir / "records"
 
@@ -186,7 +198,7 @@ def _cli(sweep_dir: Path, *args: str, **kw) -> subprocess.Popen:
                             start_new_session=True, **kw)
 
 
-def test_a_killed_night_resumes_into_the_same_version_and_a_concurrent_start_is_refused(sweep_dir):
+def test_a_killed_night_resumes_into_the_same_version_and_a_concurrent_start_is_refused(sweep_dir, monkeypatch):
     storage = sweep_dir / "records"
     env = dict(os.environ, NIGHTLY_STEP_S="1.0")
     killed = _cli(sweep_dir, "--date", "2026-11-10", "--set", "num_samples=4", "--set", "max_concurrent=1",
@@ -212,8 +224,15 @@ def test_a_killed_night_resumes_into_the_same_version_and_a_concurrent_start_is_
         killed.wait(timeout=30)
     assert ledger.read(storage, "nightly-quad", "2026-11-10").status == "running"
 
-    resumed = _night(sweep_dir, "2026-11-10", overrides=["num_samples=4", "max_concurrent=1",
-                                                         "stop.max_iterations=4"])
+    import ray
+
+    monkeypatch.setenv("PYTHONPATH", str(sweep_dir))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        resumed = _night(sweep_dir, "2026-11-10", overrides=["num_samples=4", "max_concurrent=1",
+                                                             "stop.max_iterations=4"])
+    finally:
+        ray.shutdown()
     assert resumed.exit_code == gate.EXIT_GOOD, resumed.message
     assert resumed.night.version == 1
     rec = load("nightly-quad@v1", root=storage)

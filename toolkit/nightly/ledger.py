@@ -123,20 +123,15 @@ def last_good(storage: Path, name: str, before: str) -> Night | None:
 
 # ---------------------------------------------------------------------- pins
 def pins(storage: Path, name: str) -> set[int]:
-    path = Path(storage) / name / "pins.json"
-    if not path.is_file():
-        return set()
-    try:
-        return {int(v) for v in json.loads(path.read_text(encoding="utf-8"))}
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"corrupt pin list {path}: {e}") from None
+    from toolkit.results.pins import pins as pinned
+
+    return pinned(storage, name)
 
 
 def pin(storage: Path, name: str, version: int) -> Path:
-    """Keep ``name@v<version>`` through every retention pass (idempotent)."""
-    path = Path(storage) / name / "pins.json"
-    _atomic_write_json(path, sorted(pins(storage, name) | {int(version)}))
-    return path
+    from toolkit.results.pins import pin as pin_version
+
+    return pin_version(storage, name, version)
 
 
 # ---------------------------------------------------------------------- lock

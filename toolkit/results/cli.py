@@ -135,6 +135,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 @_guard
+def cmd_pin(args: argparse.Namespace) -> int:
+    from toolkit.results.pins import pin
+
+    rec = _load(args, args.ref, explicit_incomplete=False)
+    path = pin(rec.path.parent.parent, rec.name, rec.version)
+    print(f"pinned {rec.ref} ({path})")
+    return 0
+
+
+@_guard
 def cmd_show(args: argparse.Namespace) -> int:
     rec = _load(args, args.ref, explicit_incomplete=True)
     m = rec.manifest
@@ -254,6 +264,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--incomplete", action="store_true", help="allow the latest version even if incomplete")
     _storage_arg(p)
     p.set_defaults(handler=cmd_show)
+
+    p = rsub.add_parser("pin", help="keep a record version through every retention pass (nightly --keep)")
+    p.add_argument("ref", help="NAME@vN (or NAME for the latest complete version)")
+    _storage_arg(p)
+    p.set_defaults(handler=cmd_pin)
 
     p = rsub.add_parser("compare", help="differences in spec, data, code, environment and metrics")
     p.add_argument("a")
