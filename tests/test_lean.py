@@ -58,9 +58,9 @@ def test_guarded_trainable_ends_itself_at_the_iteration_limit():
 
 def test_tune_env_buffers_only_where_the_scheduler_allows_and_user_settings_win(monkeypatch):
     monkeypatch.delenv("TUNE_RESULT_BUFFER_LENGTH", raising=False)
-    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "7")
+    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     with lean_tune_env(ASHAScheduler(max_t=9), max_iterations=9) as applied:
-        assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "7" and "TUNE_GLOBAL_CHECKPOINT_S" not in applied
+        assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "0" and "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in applied
         assert int(os.environ["TUNE_RESULT_BUFFER_LENGTH"]) > 1
     assert "TUNE_RESULT_BUFFER_LENGTH" not in os.environ
     for pausing in (HyperBandScheduler(max_t=9), ASHA(max_t=9, variant="promote"),

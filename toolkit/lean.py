@@ -7,8 +7,11 @@ round trip per reported result. tunekit needs none of that by default:
 
 - actor reuse: a trainable that implements `reset_config` runs trial after trial in one process;
 - checkpoints only where something can use them: a pausing scheduler asks Tune for them itself,
-  tunekit has no resume, and the best trial's final state is kept by `CheckpointBest`;
-- the experiment snapshot (only read by `Tuner.restore`) at most once a minute;
+  the best trial's final state is kept by `CheckpointBest`, and a checkpoint at the end of a
+  finished trial serves nobody (`--resume` and node failures restart unfinished trials, from
+  a checkpoint only if the trainable saves during the trial, as before);
+- experiment snapshots (what `--resume` restores) on Ray's own adaptive period (every 10 s or
+  more, under 5% of the time) instead of after every trial, which the checkpoints forced;
 - of Tune's per-trial result files, only `result.json` (the record has every row anyway);
 - results buffered in the trial process (`BUFFER_RESULTS` results or as many seconds per round
   trip) where no trial is ever paused and an iteration limit is set.
@@ -29,9 +32,6 @@ from typing import Any, Iterator
 from ray.tune import Callback, Trainable
 from ray.tune.schedulers import TrialScheduler
 
-# Experiment snapshots are for `Tuner.restore`, which tunekit does not offer: one a minute
-# still lets a user restore a crashed sweep by hand.
-SNAPSHOT_PERIOD_S = 60
 # Tune's result buffer: at most this many results per round trip. Tune passes the same number
 # as the buffer's time limit in seconds (Ray 2.60 swaps the two arguments of
 # `Trainable.train_buffered`; with equal values the swap does not matter), so a trial whose
@@ -82,12 +82,12 @@ def buffers_results(scheduler: TrialScheduler | None, max_iterations: int | None
 @contextmanager
 def lean_tune_env(scheduler: TrialScheduler | None = None, max_iterations: int | None = None,
                   checkpoints: bool = False) -> Iterator[dict[str, str]]:
-    """Set Tune's snapshot period, result buffer and default loggers (read when `Tuner.fit`
-    starts) for the block; use with `result_loggers()` in the callbacks.
+    """Set Tune's result buffer and default loggers (read when `Tuner.fit` starts) for the
+    block; use with `result_loggers()` in the callbacks.
 
     A value the user set in the environment wins.
     """
-    wanted = {"TUNE_GLOBAL_CHECKPOINT_S": str(SNAPSHOT_PERIOD_S), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+    wanted = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
     if buffers_results(scheduler, max_iterations, checkpoints):
         wanted.update(TUNE_RESULT_BUFFER_LENGTH=str(BUFFER_RESULTS),
                       TUNE_RESULT_BUFFER_MIN_TIME_S=str(BUFFER_RESULTS))
