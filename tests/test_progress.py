@@ -135,6 +135,9 @@ def test_ray_output_goes_to_the_log_and_our_lines_to_the_terminal(tmp_path):
         moved = out.move_into(record)
         print("after the move")
     assert moved == record / LOG_NAME and not log.exists()
+    with ray_output_to(tmp_path / "again.log", terminal=io.StringIO()) as out:  # a resumed run
+        print("second run")
+        assert out.move_into(record) == record / "ray.1.log"
     text = moved.read_text()
     for expected in ("python-level chatter", "fd-1 chatter", "fd-2 chatter", "child stdout", "child stderr",
                      "after the move"):

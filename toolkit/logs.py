@@ -79,10 +79,17 @@ class RayOutput:
         os.close(read_fd)
 
     def move_into(self, folder: str | os.PathLike) -> Path:
-        """Move the log (with what it holds so far) into `folder` as `ray.log`; output keeps flowing."""
+        """Move the log (with what it holds so far) into `folder` as `ray.log`; output keeps flowing.
+
+        A folder that has one already (a resumed run) gets `ray.1.log`, `ray.2.log`, ...
+        """
         new = Path(folder) / LOG_NAME
         if new == self.path:
             return new
+        n = 0
+        while new.exists():
+            n += 1
+            new = Path(folder) / f"{Path(LOG_NAME).stem}.{n}{Path(LOG_NAME).suffix}"
         _flush_std()
         try:
             os.rename(self.path, new)  # same file system: the open descriptors follow the file
