@@ -396,12 +396,154 @@ def test_space_definitions_that_stay_valid():
     assert (y.low, y.high) == (1e-4, 1e-1)
 
 
-def test_a_typo_in_a_parameter_is_refused_by_dry_run(tmp_path):
-    spec = (ROOT / "experiments" / "quadratic.yaml").read_text().replace(
-        "x: {type: uniform, low: -2.0, high: 2.0}", "x: {type: uniform, low: -2.0, hihg: 2.0}")
-    assert "hihg" in spec
-    (tmp_path / "typo.yaml").write_text(spec)
-    p = tunekit("run", str(tmp_path / "typo.yaml"), "--dry-run", "--storage", str(tmp_path / "records"), cwd=ROOT)
-    assert p.returncode == 2 and "param_space.x" in p.stderr and "did you mean 'high'" in p.stderr
-    assert "Traceback" not in p.stderr and not (tmp_path / "records").exists()
+# --------------------------------------------------------------------------- careless specs, refused at --dry-run
+QUADRATIC = (ROOT / "experiments" / "quadratic.yaml").read_text()
 
+
+def spec_file(folder: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def dry_run(capsys, spec: Path, *extra: str) -> tuple[int, str, str]:
+    return cli(capsys, "run", str(spec), "--dry-run", "--storage", str(spec.parent / "records"), *extra)
+
+
+@pytest.mark.parametrize("change, needles", [
+    (lambda t: t + "num_samples: 30\n", ["key 'num_samples' is given twice", "first on line"]),
+    (lambda t: t.replace("num_samples: 12", "num_samples: true"), ["num_samples", "boolean true"]),
+    (lambda t: t.replace("max_concurrent: 2", "max_concurrent: yes"), ["max_concurrent", "boolean true"]),
+    (lambda t: t.replace("num_samples: 12", "num_samples: 1e9"), ["num_samples", "whole number"]),
+    (lambda t: t.replace("grace_period: 1", "grace_period: 20"),
+     ["scheduler.grace_period", "larger than stop.max_iterations (9)"]),
+    (lambda t: t.replace("resources_per_trial: {cpu: 1}", "resources_per_trial: {cpu: 4}\nlocal_ray: {num_cpus: 2}"),
+     ["resources_per_trial.cpu", "4 CPU(s)", "has 2"]),
+    (lambda t: t.replace("searcher: random", "searcher: {type: random, warm_start: [gone@v3]}"),
+     ["searcher.warm_start", "gone"]),
+    (lambda t: t.replace("name: quadratic", "name: " + "q" * 254), ["name", "254 characters"]),
+    (lambda t: t.replace("trainable: trainables.synthetic:Quadratic", "trainable: os:system"), ["trainable"]),
+    (lambda t: t.replace("x: {type: uniform, low: -2.0, high: 2.0}", "x: {type: uniform, low: -2.0, hihg: 2.0}"),
+     ["param_space.x", "did you mean 'high'"]),
+])
+def test_careless_specs_are_refused_by_dry_run_by_name(tmp_path, capsys, change, needles):
+    spec = spec_file(tmp_path, change(QUADRATIC))
+    code, out, err = dry_run(capsys, spec)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err and err.startswith("tunekit: ")
+    for n in needles:
+        assert n in err, err
+    assert not (tmp_path / "records").exists()
+
+
+@pytest.mark.parametrize("storage, needle", [
+    ("/proc/tunekit-records", "under /proc"),
+    ("{file}", "is a file"),
+    ("{file}/below", "is a file"),
+])
+def test_storage_that_cannot_hold_records_is_refused_by_dry_run(tmp_path, capsys, storage, needle):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    spec = spec_file(tmp_path, QUADRATIC)
+    code, _, err = cli(capsys, "run", str(spec), "--dry-run", "--storage", storage.format(file=a_file))
+    assert code == 2 and "storage" in err and needle in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "spec.yaml"]
+
+
+def test_spec_files_that_are_not_yaml_specs_are_one_line(tmp_path, capsys):
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    code, _, err = dry_run(capsys, binary)
+    assert code == 2
+    one_line_error((code, err), "binary")
+    deep = spec_file(tmp_path, "a:" + "".join(f"\n{'  ' * i}b:" for i in range(1, 500)) + " 1\n", "deep.yaml")
+    code, _, err = dry_run(capsys, deep)
+    assert code == 2
+    one_line_error((code, err), "nested more than")
+    flow = spec_file(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n", "flow.yaml")
+    code, _, err = dry_run(capsys, flow)
+    assert code == 2 and "nested" in err and "Traceback" not in err
+
+
+def test_a_trainable_module_that_exits_on_import_is_one_line(tmp_path):
+    (tmp_path / "exiting.py").write_text("import sys\nsys.exit(3)\n")
+    spec = spec_file(tmp_path, QUADRATIC.replace("trainables.synthetic:Quadratic", "exiting:Model"))
+    p = tunekit("run", str(spec), "--dry-run", "--storage", str(tmp_path / "records"), cwd=tmp_path)
+    assert p.returncode == 2
+    one_line_error(p, "exiting", "sys.exit")
+    assert not (tmp_path / "records").exists()
+
+
+def test_tunekit_storage_is_honoured_by_run(tmp_path, capsys, monkeypatch):
+    spec = spec_file(tmp_path, QUADRATIC.replace("storage: ./tunekit-results\n", ""))
+    monkeypatch.setenv("TUNEKIT_STORAGE", str(tmp_path / "from-env"))
+    code, out, _ = cli(capsys, "run", str(spec), "--dry-run")
+    assert code == 0 and str(tmp_path / "from-env" / "quadratic") in out
+    # The spec's own storage and --storage still come first.
+    code, out, _ = cli(capsys, "run", str(ROOT / "experiments" / "quadratic.yaml"), "--dry-run")
+    assert code == 0 and str(tmp_path / "from-env") not in out
+
+
+def test_an_address_where_nothing_listens_fails_promptly_naming_it(tmp_path):
+    spec = spec_file(tmp_path, QUADRATIC)
+    p = tunekit("run", str(spec), "--address", "127.0.0.1:1", "--storage", str(tmp_path / "records"),
+                cwd=tmp_path, timeout=90)  # it used to hang for minutes: the timeout is the check
+    assert p.returncode != 0
+    one_line_error(p, "cannot reach a Ray cluster at 127.0.0.1:1")
+    assert not (tmp_path / "records" / "quadratic").exists()  # no version (the error's log may be there)
+
+
+def test_a_ctrl_c_while_a_version_is_being_reserved_is_held_back_until_it_can_be_removed(tmp_path):
+    """The runner reserves a version inside `defer_sigint` and only then raises the held-back
+    KeyboardInterrupt, where its error path removes the unstarted version."""
+    import signal
+
+    from toolkit.interrupt import defer_sigint
+    from toolkit.runner import discard_unstarted
+
+    with pytest.raises(KeyboardInterrupt):
+        with defer_sigint() as pending:
+            writer = RecordWriter(tmp_path, "exp", synthetic.manifest("exp"))
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, mid-reservation
+            assert writer.path.is_dir()  # still here: the signal did not cut the block short
+        try:
+            pending.raise_if_fired()
+        except KeyboardInterrupt:
+            discard_unstarted(writer)
+            raise
+    assert not (tmp_path / "exp").exists() and list_records(tmp_path) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
+def test_ctrl_c_right_after_the_version_is_reserved_leaves_no_orphan(tmp_path):
+    """A real `tunekit run` (storage from $TUNEKIT_STORAGE) gets SIGINT the moment its version
+    folder appears: the version is removed, or published if the sweep had begun; never left
+    incomplete."""
+    import signal
+    import time
+
+    spec = spec_file(tmp_path, QUADRATIC.replace("storage: ./tunekit-results\n", ""))
+    storage = tmp_path / "from-env"
+    cmd = [str(TUNEKIT)] if TUNEKIT.exists() else [sys.executable, "-m", "toolkit.cli"]
+    p = subprocess.Popen(cmd + ["run", str(spec), "--set", "num_samples=2", "--set", "stop.max_iterations=2",
+                                "--set", "local_ray.num_cpus=1"],
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEKIT_STORAGE": str(storage)})
+    try:
+        deadline = time.monotonic() + 240
+        while not (storage / "quadratic" / "v1").exists():
+            assert p.poll() is None, p.stderr.read()
+            assert time.monotonic() < deadline, "the run never reserved a version"
+            time.sleep(0.005)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "Traceback" not in err
+    statuses = {r.version: r.status for r in list_records(storage)}
+    assert all(s in ("completed", "interrupted") for s in statuses.values()), statuses
+    if not statuses:  # stopped before the sweep began: nothing kept, and the exit code says why
+        assert p.returncode == 130 and "interrupted" in err

@@ -444,6 +444,7 @@ def run_experiment(
     anything else (`tunekit nightly run` passes the last good night's trials and champions)."""
     from toolkit.cluster import recovery
     from toolkit.cluster.connect import connect, use_cluster_token
+    from toolkit.interrupt import defer_sigint
 
     if address:
         use_cluster_token()  # before Ray is first imported (building the components imports it)
@@ -455,20 +456,29 @@ def run_experiment(
     conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
                    code_paths=spec.trainable_search_paths())
     try:
+        if address:
+            from toolkit.cluster import jobenv, reach
+
+            jobenv.reenter_working_dir()  # a Ray job's folder can be replaced while its driver connects
+            reach.check_storage(parts.storage)  # every node must reach the record storage
         the_plan = plan(spec, conn.resources, parts.searcher)
         log(f"[tunekit] {spec.name}: {spec.num_samples} trials, {the_plan.concurrency} at once on "
             f"{conn.describe()}")
         resume_version = recovery.resumable_version(parts.storage, spec.name, spec.given, resume)
         recovery.keep_snapshots_fresh(address)
-        sweep = open_record(spec, parts, the_plan, log, resume_version)
-        sweep.callbacks += [*lean_callbacks(spec, parts), *callbacks]
-        if on_record is not None:
-            on_record(sweep.writer.path)
-        max_failures = spec.failure.max_failures
-        if max_failures is None:
-            max_failures = recovery.default_max_failures(address)
-        experiment = recovery.tune_experiment_dir(parts.storage, spec.name, sweep.writer.version)
+        # A Ctrl-C between reserving the version and the `try` below would leave it orphaned:
+        # hold it back until `_fail` can remove the version.
+        with defer_sigint() as pending:
+            sweep = open_record(spec, parts, the_plan, log, resume_version)
+            sweep.callbacks += [*lean_callbacks(spec, parts), *callbacks]
+            if on_record is not None:
+                on_record(sweep.writer.path)
+            max_failures = spec.failure.max_failures
+            if max_failures is None:
+                max_failures = recovery.default_max_failures(address)
+            experiment = recovery.tune_experiment_dir(parts.storage, spec.name, sweep.writer.version)
         try:
+            pending.raise_if_fired()
             if resume_version is not None and recovery.can_restore(experiment):
                 log(f"[tunekit] resuming {spec.name}@v{resume_version}: {len(sweep.recorder.rows)} trial(s) "
                     "already recorded")

@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from toolkit.schedulers.options import DEFAULT_SCHEDULER, SCHEDULER_OPTIONS
 from toolkit.searchers.options import DEFAULT_SEARCHER, SEARCHER_OPTIONS
 from toolkit.imports import TrainableImportError, import_trainable, search_paths_for
 from toolkit.space import SearchSpace, SpaceError, parse_space
+from toolkit.specfile import SpecFileError, parse_yaml, read_spec_file, wrong_type_problem
 
 DEFAULT_STORAGE = "./tunekit-results"
 # The spec sections that are discriminated unions over a registry of typed option models.
@@ -52,7 +52,8 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `num_samples: true` is not 1, nor `seed: "3"` 3 (YAML's yes/no are booleans)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Resources(_Strict):
@@ -106,7 +107,8 @@ class ExperimentSpec(_Strict):
     resources_per_trial: Resources = Resources()
     stop: Stop
     seed: int = 0
-    storage: str = DEFAULT_STORAGE
+    # $TUNEKIT_STORAGE when the spec names none, as for `tunekit results` (--storage sets it)
+    storage: str = Field(default_factory=lambda: os.environ.get("TUNEKIT_STORAGE") or DEFAULT_STORAGE)
     local_ray: LocalRay = LocalRay()
     fail_fast: int = Field(3, ge=0)  # stop when the first N trials all fail with one error; 0: never
     failure: Failure = Failure()
@@ -206,8 +208,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str] | None) -> dict
         if not eq or not field.strip():
             raise SpecError([("--set", f"expected FIELD=VALUE, got {item!r}")])
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as e:
+            value = parse_yaml(text) if text.strip() else ""
+        except SpecFileError as e:
             raise SpecError([(field, f"cannot parse value {text!r}: {e}")]) from None
         _set_dotted(out, field.strip(), value)
     return out
@@ -250,7 +252,7 @@ def _section_problem(e: Any) -> tuple[str, str] | None:
     where = ".".join(str(p) for p in loc)
     if e["type"] == "extra_forbidden" and len(loc) == 2:
         return where, f"unknown option for {kind}{_option_hint(str(loc[1]), kind, registry)}"
-    return where, e["msg"].removeprefix("Value error, ")
+    return where, wrong_type_problem(e["type"], e.get("input")) or e["msg"].removeprefix("Value error, ")
 
 
 def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
@@ -262,7 +264,7 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
                 problems.append(problem)
                 continue
         loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = wrong_type_problem(e["type"], e.get("input")) or e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             known = ExperimentSpec.model_fields if len(e["loc"]) == 1 else ()
             msg = "unknown field" + _did_you_mean(e["loc"][-1], known)
@@ -313,13 +315,9 @@ def validate_spec(raw: Any, source: str | os.PathLike | None = None, check_train
 def load_raw(path: str | Path) -> dict:
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpecError([("", f"cannot read {p}: {e.strerror or e}")]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError([("", f"{p} is not valid YAML: {e}")]) from None
+        raw = read_spec_file(p)  # no duplicate keys, no binary files, bounded nesting
+    except SpecFileError as e:
+        raise SpecError([("", str(e))]) from None
     if not isinstance(raw, dict):
         raise SpecError([("", f"{p} must hold a mapping of spec fields")])
     return raw
