@@ -161,6 +161,17 @@ def test_files_that_are_not_files_are_refused_without_reading_them(tmp_path, kin
         one_line_error(p, "trials.parquet", "named pipe")
 
 
+def test_a_version_folder_that_is_a_symlink_is_refused(tmp_path):
+    storage = tmp_path / "records"
+    real = write(storage).path
+    elsewhere = tmp_path / "elsewhere"
+    real.rename(elsewhere)
+    (storage / "exp" / "v1").symlink_to(elsewhere)
+    with pytest.raises(IntegrityError, match="v1: is a symbolic link"):
+        load("exp", root=storage)
+    assert {r.status for r in list_records(storage)} == {"corrupt"}
+
+
 def test_a_file_whose_size_differs_from_the_manifest_is_not_read(tmp_path):
     vdir = write(tmp_path).path
     target = vdir / "metrics.parquet"

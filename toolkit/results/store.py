@@ -141,6 +141,9 @@ def read_record_file(path: Path, folder: Path, *, size: int | None = None,
     path, folder = Path(path), Path(folder)
     if os.path.normpath(path.parent) != os.path.normpath(folder):
         raise IntegrityError(f"{path}: outside the version folder {folder}", path)
+    if os.path.islink(folder):  # the folder itself may not lead elsewhere either
+        raise IntegrityError(f"{folder}: is a symbolic link (to {os.readlink(folder)}); a record's folders "
+                             "must be real folders", folder)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
