@@ -119,4 +119,5 @@ def test_submission_id_follows_the_spec_content():
     assert submission_id("q", a) == f"tunekit-q-{a[:12]}"
     assert submission_id("q", a, attempt=2) == f"tunekit-q-{a[:12]}-a2"
     assert entrypoint("exp/s.yaml", ["num_samples=4"], "/shared/r") == (
-        "tunekit run exp/s.yaml --resume auto --address auto --quiet --set num_samples=4 --storage /shared/r")
+        'SPEC="$PWD"/exp/s.yaml; cd /tmp && exec tunekit run "$SPEC" --resume auto --address auto --quiet '
+        '--set num_samples=4 --storage /shared/r')

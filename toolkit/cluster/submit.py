@@ -80,12 +80,16 @@ def _attempts(client: Any, base: str) -> list[Any]:
 
 
 def entrypoint(spec_rel: str, overrides: list[str], storage: str | None) -> str:
-    args = ["tunekit", "run", spec_rel, "--resume", "auto", "--address", "auto", "--quiet"]
+    args = ["--resume", "auto", "--address", "auto", "--quiet"]
     for item in overrides:
         args += ["--set", item]
     if storage:
         args += ["--storage", storage]
-    return " ".join(shlex.quote(a) for a in args)
+    # The driver runs outside the job's folder and reads the spec by absolute path: Ray 2.60 can
+    # delete and unpack that folder again when the job's first worker starts on the head node,
+    # which leaves a process inside it in a deleted directory (os.getcwd() fails).
+    return (f'SPEC="$PWD"/{shlex.quote(spec_rel)}; cd /tmp && exec tunekit run "$SPEC" '
+            + " ".join(shlex.quote(a) for a in args))
 
 
 def prepare(sub: Submission, warn: Callable[[str], None]) -> tuple[dict, str, str]:
