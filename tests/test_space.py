@@ -154,3 +154,61 @@ def test_from_config_rejects_values_outside_the_space():
         space.from_config({"x": 2.0, "c": "a"})
     with pytest.raises(SpaceError, match="not one of the choices"):
         space.from_config({"x": 0.5, "c": "b"})
+
+
+# ---------------------------------------------------------------------- one snapping API
+def test_contains_checks_the_grid_not_only_the_bounds():
+    q = Float(0.0, 1.0, q=0.5)
+    assert q.contains(0.5) and q.contains(1.0) and not q.contains(0.1) and not q.contains(1.5)
+    assert q.contains(0.1 + 0.2 + 0.2 - 0.0000000000000001 + 0.0)  # float noise of 0.5 is on the grid
+    assert Int(2, 20, step=3).contains(5) and not Int(2, 20, step=3).contains(6)
+    assert Int(1, 4).contains(3.0) and not Int(1, 4).contains(3.4)  # an integral float is on the grid
+    assert Float(1e-3, 1.0, log=True).contains(0.5) and not Float(1e-3, 1.0, log=True).contains(2.0)
+    assert not Float(0.0, 1.0).contains(True) and not Float(0.0, 1.0).contains("0.5")
+
+
+def test_from_config_snaps_on_request_and_refuses_outside_the_bounds():
+    space = SearchSpace({"x": Float(0.0, 1.0, q=0.5), "n": Int(1, 9, step=2), "lr": Float(1e-4, 1.0, log=True, q=1e-4)})
+    with pytest.raises(SpaceError, match="x"):
+        space.from_config({"x": 0.1, "n": 3, "lr": 0.01})  # off-grid: refused unless snapping
+    flat = space.from_config({"x": 0.1, "n": 4.2, "lr": 0.01234}, snap=True)
+    assert flat == {"x": 0.0, "n": 5, "lr": 0.0123} and isinstance(flat["n"], int)
+    with pytest.raises(SpaceError, match="x"):
+        space.from_config({"x": 1.2, "n": 3, "lr": 0.01}, snap=True)  # outside the bounds: never snapped
+
+
+def test_every_conversion_agrees_with_snap_values():
+    rng = np.random.default_rng(0)
+    dists = [Float(0.1, 0.95, q=0.2), Float(1.0, 1000.0, log=True, q=5.0), Int(3, 11, step=4), Int(1, 1024, log=True),
+             Normal(1.0, 2.0, q=0.25), Float(-2.0, 3.0)]
+    for d in dists:
+        u = rng.random(200)
+        values = d.values_from_unit(u)
+        assert np.array_equal(values, d.snap_values(values))  # snapped values are fixed points
+        assert [d.from_unit(x) for x in u] == pytest.approx(list(values), rel=1e-12)
+        # Unit, internal and value scales round-trip through the same grid.
+        assert np.allclose(d.values_from_unit(d.snap_unit(u)), values, rtol=1e-12)
+        x = d.values_to_internal(values) if not isinstance(d, Normal) else values
+        assert np.allclose(d.internal_to_values(d.snap_internal(x)) if not isinstance(d, Normal) else d.snap_internal(x), values)
+        assert all(d.contains(d.from_unit(x)) for x in u[:20])
+
+
+def test_points_lists_a_finite_conditional_space():
+    space = SearchSpace({"a": Categorical((1, 2, 3)), "b": Int(0, 1),
+                         "c": Categorical(({"name": "x", "k": Int(1, 3)}, "y"))})
+    points = list(space.points())
+    assert len(points) == space.cardinality() == 24
+    assert len({SearchSpace.signature(p) for p in points}) == 24
+    assert all(space.canonical(p) == p for p in points)
+
+
+def test_space_definition_round_trips_through_json():
+    import json
+
+    from toolkit.space.space import definition_from_json, definition_to_json
+
+    definition = {"lr": Float(1e-4, 1e-1, log=True), "n": Int(1, 9, step=2), "z": Normal(0.0, 1.0, q=0.5),
+                  "opt": Categorical(({"name": "sgd", "m": Float(0.0, 0.99)}, "adam", (1, 2), None)), "fixed": [1, "a"]}
+    back = definition_from_json(json.loads(json.dumps(definition_to_json(definition))))
+    assert SearchSpace(back).describe() == SearchSpace(definition).describe()
+    assert back["opt"].options[2] == (1, 2) and back["fixed"] == [1, "a"]

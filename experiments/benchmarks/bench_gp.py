@@ -1,15 +1,15 @@
 """GP-BO benchmark: our GPSearcher against Optuna's GPSampler, a standard BoTorch loop, Ray's
 BayesOptSearch (continuous problems), our TPE and random search.
 
-    nice -n 10 python -m experiments.benchmarks.bench_gp regret --seeds 10 --budget 100
+    nice -n 10 python -m experiments.benchmarks.bench_gp regret --seeds 5 --budget 60
     nice -n 10 python -m experiments.benchmarks.bench_gp timing
-    nice -n 10 python -m experiments.benchmarks.bench_gp batch
-    python -m experiments.benchmarks.bench_gp report   # writes results/gp.md from the cache
+    python -m experiments.benchmarks.bench_gp report --budget 60   # writes results/gp.md from the cache
 
 Every finished run is cached in `results/gp_runs.json` (key: peer/problem/seed/budget/batch),
-so a long benchmark can be run in pieces and the report rebuilt at any time. Budget-50
-figures are the first 50 evaluations of the budget-100 runs (same runs, as in any
-anytime comparison).
+so a long benchmark can be run in pieces and the report rebuilt at any time. Seeds are
+`harness.REPORTING_SEEDS` (the report ignores any other cached seed). Half-budget figures
+are the first half of the same runs (an anytime comparison). Trials in flight: see
+`bench_async.py` (results/async.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from experiments.benchmarks.harness import optuna_adapter, ray_searcher_adapter, run, summarize
+from experiments.benchmarks.harness import REPORTING_SEEDS, optuna_adapter, ray_searcher_adapter, reporting_seeds, run, summarize
 from experiments.benchmarks.problems import PROBLEMS, Problem
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +32,8 @@ CACHE = HERE / "results" / "gp_runs.json"
 REPORT = HERE / "results" / "gp.md"
 GP_PEERS = ["gp (ours)", "optuna-gp", "botorch", "bayesopt"]
 ALL_PEERS = GP_PEERS + ["tpe (ours)", "random"]
-DEFAULT_PROBLEMS = ["branin", "hartmann3", "hartmann6", "ackley5", "rosenbrock4", "levy4", "mixed", "noisy"]
+DEFAULT_PROBLEMS = ["branin", "hartmann3", "hartmann6", "ackley5", "rosenbrock4", "levy4", "mixed", "noisy",
+                    "noisy_branin", "tiny", "far", "normals"]
 
 
 def _threads() -> None:
@@ -127,7 +128,7 @@ def cmd_regret(args: argparse.Namespace) -> None:
             if make is None:
                 print(f"skip {peer}: not importable")
                 continue
-            for seed in range(args.seeds):
+            for seed in reporting_seeds(args.seeds):
                 k = key(peer, name, seed, args.budget, 1)
                 if k in cache:
                     continue
@@ -145,7 +146,7 @@ def cmd_batch(args: argparse.Namespace) -> None:
         for peer in args.peers:
             make = make_peer(peer)
             for batch in (1, 8):
-                for seed in range(args.seeds):
+                for seed in reporting_seeds(args.seeds):
                     k = key(peer, name, seed, args.budget, batch)
                     if k in cache:
                         continue
@@ -209,6 +210,8 @@ def _collect(cache: dict, budget: int, batch: int) -> dict[str, dict[str, list[n
         parts = k.split("|")
         if len(parts) != 5 or int(parts[3]) != budget or int(parts[4]) != batch:
             continue
+        if int(parts[2]) not in REPORTING_SEEDS:
+            continue  # tables report reporting seeds only
         peer, prob = parts[0], parts[1]
         arr = np.array([np.nan if x is None else x for x in v["values"]], dtype=float)
         out.setdefault(peer, {}).setdefault(prob, []).append(arr)
@@ -218,12 +221,18 @@ def _collect(cache: dict, budget: int, batch: int) -> dict[str, dict[str, list[n
 def cmd_report(args: argparse.Namespace) -> None:
     cache = load()
     results = _collect(cache, args.budget, 1)
-    peers = [p for p in ALL_PEERS if p in results]
+    # A peer enters the tables only if it ran on every problem and seed our GP ran on.
+    ours = {(n, len(r)) for n, r in results.get("gp (ours)", {}).items()}
+    left_out = [p for p in ALL_PEERS if p in results and p != "gp (ours)"
+                and not all(len(results[p].get(n, [])) >= m for n, m in ours if applies(p, PROBLEMS[n]()))]
+    peers = [p for p in ALL_PEERS if p in results and p not in left_out]
     results = {p: results[p] for p in peers}
     problems = {n: PROBLEMS[n]() for n in {n for per in results.values() for n in per}}
     problems = {n: problems[n] for n in PROBLEMS if n in problems}
     lines = ["# GP-BO benchmark", "", __doc__.strip().split("\n\n")[1], ""]
-    lines += ["## All peers", "", summarize(results, [50, args.budget], problems)]
+    if left_out:
+        lines += [f"Left out of the tables (not run on every problem and seed): {', '.join(left_out)}.", ""]
+    lines += ["## All peers", "", summarize(results, [args.budget // 2, args.budget], problems)]
     gp_only = {p: results[p] for p in GP_PEERS if p in results}
     cont = {n: p for n, p in problems.items() if p.continuous}
     lines += ["## Targets: mean rank among GP peers", ""]

@@ -2,8 +2,15 @@
 
 An *adapter* is one optimiser instance for one run: `ask()` gives a (token, nested config)
 pair, `tell(token, value)` returns the objective value (None = failed trial). `run` keeps
-`batch` asks outstanding, the way k parallel workers do: k suggestions are asked before any
-result returns, then each finished trial (oldest first) is told and replaced by a new ask.
+`batch` asks outstanding, the way Tune runs k trials at once: k suggestions are asked before
+any result returns, then each finished trial (oldest first: equal run times) is told and
+replaced by one new ask while the other k - 1 are still pending (asynchronous, not
+synchronous batches).
+
+Seeds: `TUNING_SEEDS` are the only seeds any default of our searchers was chosen on (the
+tuning script `tune_searchers.py` and earlier tuning used seeds below 200);
+`REPORTING_SEEDS` are used only for the reported tables and were never looked at while
+choosing anything.
 
 Adapters here: any Ray Tune `Searcher` (driven exactly as Tune drives it), native Optuna
 (ask/tell on a study, so pending trials are RUNNING and constant-liar sees them) and native
@@ -21,6 +28,18 @@ import numpy as np
 from experiments.benchmarks.problems import Problem
 from toolkit.space.params import Categorical, Float, Int, Normal
 from toolkit.space.space import SearchSpace
+
+TUNING_SEEDS: tuple[int, ...] = tuple(range(0, 200))
+REPORTING_SEEDS: tuple[int, ...] = tuple(range(5000, 5100))
+
+
+def reporting_seeds(n: int) -> list[int]:
+    """The first `n` reporting seeds (never used while tuning)."""
+    return list(REPORTING_SEEDS[:n])
+
+
+def tuning_seeds(n: int, offset: int = 0) -> list[int]:
+    return list(TUNING_SEEDS[offset : offset + n])
 
 
 class Adapter(Protocol):
@@ -43,13 +62,20 @@ class _RaySearcherAdapter:
         self.searcher = searcher
         self._finished = Searcher.FINISHED
         self._ids = itertools.count()
-        config = to_ray(problem.space)
-        # Tune hands over metric, mode and param_space; a searcher that already has a space
-        # answers False, and Tune then only checks the param_space holds no unresolved domains.
-        if not searcher.set_search_properties("loss", "min", config):
-            searcher.set_search_properties("loss", "min", {})
+        self._config = to_ray(problem.space)
+        self._started = False
+
+    def start(self, num_samples: int) -> None:
+        # Tune hands over metric, mode, param_space and num_samples; a searcher that already
+        # has a space answers False, and Tune then only checks the param_space holds no
+        # unresolved domains.
+        if not self.searcher.set_search_properties("loss", "min", self._config, num_samples=num_samples):
+            self.searcher.set_search_properties("loss", "min", {}, num_samples=num_samples)
+        self._started = True
 
     def ask(self) -> tuple[Any, dict] | None:
+        if not self._started:
+            self.start(None)  # type: ignore[arg-type]
         trial_id = f"t{next(self._ids):05d}"
         config = self.searcher.suggest(trial_id)
         if config is None or config == self._finished:
@@ -175,6 +201,8 @@ def run(
     if problem.reseed is not None:
         problem.reseed(seed)
     adapter = make_adapter(problem, seed)
+    if hasattr(adapter, "start"):
+        adapter.start(budget)  # what Tune tells a searcher: num_samples
     values: list[float] = []
     outstanding: list[tuple[Any, dict]] = []
     asked = 0

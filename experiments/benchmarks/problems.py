@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from toolkit.space import Categorical, Float, Int, SearchSpace
+from toolkit.space import Categorical, Float, Int, Normal, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,67 @@ def noisy() -> Problem:
     return Problem("noisy", base.space, f, base.optimum, 0.3, True, true_objective=base.objective, reseed=reseed)
 
 
+def noisy_branin() -> Problem:
+    """Branin observed with Gaussian noise of sd 1 (about 1% of its range); regret noise-free."""
+    base = branin()
+    rng = [np.random.default_rng(0)]
+
+    def reseed(seed: int) -> None:
+        rng[0] = np.random.default_rng(20_000 + seed)
+
+    def f(c: dict) -> float:
+        return base.objective(c) + float(rng[0].standard_normal())
+
+    return Problem("noisy_branin", base.space, f, base.optimum, 0.5, True, true_objective=base.objective, reseed=reseed)
+
+
+def tiny() -> Problem:
+    """A 24-point space (6 integers x 4 choices), noisy (sd 0.15): few points, repeats matter.
+
+    Values 0 .. ~1.4; the best point (width 3, "b") is 0.1 better than the runner-up, so a
+    noisy single evaluation often ranks them wrongly.
+    """
+    space = SearchSpace({"width": Int(1, 6), "kind": Categorical(("a", "b", "c", "d"))})
+    offset = {"a": 0.1, "b": 0.0, "c": 0.35, "d": 0.8}
+    rng = [np.random.default_rng(0)]
+
+    def reseed(seed: int) -> None:
+        rng[0] = np.random.default_rng(30_000 + seed)
+
+    def truth(c: dict) -> float:
+        return 0.1 * abs(c["width"] - 3) ** 1.5 + offset[c["kind"]]
+
+    def f(c: dict) -> float:
+        return truth(c) + 0.15 * float(rng[0].standard_normal())
+
+    return Problem("tiny", space, f, 0.0, 0.01, False, true_objective=truth, reseed=reseed)
+
+
+def far() -> Problem:
+    """A narrow optimum far from the centre of wide ranges: lr near 2e-6 on [1e-7, 10] (log)
+    and x near 93 on [-100, 100]; a gentle slope leads there, a narrow dip rewards precision."""
+    space = SearchSpace({"lr": Float(1e-7, 10.0, log=True), "x": Float(-100.0, 100.0), "y": Float(0.0, 1.0)})
+
+    def f(c: dict) -> float:
+        a = (math.log10(c["lr"]) - math.log10(2e-6)) / 0.3
+        b = (c["x"] - 93.0) / 4.0
+        slope = 0.1 * abs(math.log10(c["lr"]) - math.log10(2e-6)) / 8 + 0.1 * abs(c["x"] - 93.0) / 200
+        return slope + (c["y"] - 0.7) ** 2 + 1.0 - math.exp(-0.5 * (a * a + b * b))
+
+    return Problem("far", space, f, 0.0, 0.1, True)
+
+
+def normals() -> Problem:
+    """Three unbounded normal parameters (N(0, 1) priors) with the optimum 1.5-2.5 sd out."""
+    space = SearchSpace({"a": Normal(0.0, 1.0), "b": Normal(0.0, 1.0), "c": Normal(0.0, 1.0)})
+    target = {"a": 2.5, "b": -2.0, "c": 1.5}
+
+    def f(c: dict) -> float:
+        return float(sum((c[k] - t) ** 2 for k, t in target.items()))
+
+    return Problem("normals", space, f, 0.0, 0.1, False)
+
+
 DIGITS_EPOCHS = 3
 
 
@@ -235,5 +296,9 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "mixed": mixed,
     "conditional": conditional,
     "noisy": noisy,
+    "noisy_branin": noisy_branin,
+    "tiny": tiny,
+    "far": far,
+    "normals": normals,
     "digits": digits,
 }

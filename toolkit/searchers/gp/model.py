@@ -15,7 +15,7 @@ Choices and where they come from:
   seeds vs 1-4 with median 1) and hurt Rosenbrock-4, Levy-4 and the noisy problem too
   (results/gp.md). Log-normal priors on
   the signal variance (around 1, outputs are standardised) and on the noise variance
-  (around e^-4, BoTorch's default), all hyperparameters also hard-bounded.
+  (median e^-8, log-scale sd 2: NOISE_PRIOR), all hyperparameters also hard-bounded.
 * Outputs standardised, optionally warped by a fitted Yeo-Johnson power transform
   (as in HEBO, Cowen-Rivers et al. 2022) so a few huge losses do not flatten the model
   near the optimum; the warp is monotone, so minimising in the warped space is the same

@@ -5,7 +5,8 @@ Flow of one suggestion: the shared Sobol start-up design (`toolkit.searchers.sta
 hyperparameters (warm-started from the previous fit), condition on every observation,
 add in-flight trials as *kriging-believer* fantasies (their posterior mean as if it were
 observed: the mean surface is unchanged but variance collapses around them, so k workers
-get k different points; Ginsbourger et al. 2010), and maximise log-EI.
+get k different points; Ginsbourger et al. 2010), and maximise log-EI over the incumbent,
+the lowest posterior mean at a real observation (see `incumbent`).
 
 Failed / NaN / inf trials are imputed with the worst successful loss (option
 `failed="worst"`, the default): such failures usually mark a region (divergent learning
@@ -172,6 +173,25 @@ class GPSearcher(SpaceSearcher):
         X = self.encoding.features_of_flats([obs[i].flat for i in idx])
         return X, losses[idx], ok[idx]
 
+    def incumbent(self, observed_means: np.ndarray, pending_means: np.ndarray | None = None) -> float:
+        """The value EI improves on: the lowest posterior mean at a successful observation.
+
+        A posterior mean, not the lowest observed loss, so one lucky noisy draw does not set
+        the bar. Believed values of in-flight trials are left out: when the model
+        extrapolates a dip at a pending point on the space's edge, an incumbent lowered to
+        that belief made every other region look hopeless, and with 2 trials in flight runs
+        stayed on Branin's x1 = 10 edge for 40 evaluations (results/tuning.md).
+        """
+        return float(np.min(observed_means))
+
+    def belief(self, pending_means: np.ndarray, incumbent: float) -> np.ndarray:
+        """The value an in-flight trial is assumed to return: its posterior mean, but never
+        better than the incumbent. A pending point believed to beat the incumbent would leave
+        EI in its neighbourhood positive however small the variance, and k workers would
+        crowd there; believed no better than the incumbent, its neighbourhood offers no
+        improvement until a result says otherwise."""
+        return np.maximum(pending_means, incumbent)
+
     def _model_point(self, pending: list[Flat]) -> Flat | None:
         enc = self.encoding
         X, loss, ok = self.training_data()
@@ -182,18 +202,16 @@ class GPSearcher(SpaceSearcher):
         hyper = fit_hyper(X[fit], y[fit], init=self._theta)
         self._theta = hyper.to_theta()
         gp = GP(X, y, hyper)
-        # Incumbent: lowest posterior mean at a successful point (robust to noise).
-        best = float(np.min(gp.fitted_mean()[ok]))
+        observed_means = gp.fitted_mean()[ok]
+        best = self.incumbent(observed_means)
         if pending:
             Xp = enc.features_of_flats(pending)
             mp, _ = gp.predict(Xp)
+            best = self.incumbent(observed_means, mp)
             # Fantasies are noise-free: a worker already evaluates that exact point, so the
             # latent variance there (not just the noisy one) should collapse.
             noise = np.concatenate([np.full(len(X), hyper.noise), np.full(len(Xp), 1e-6 * hyper.signal)])
-            gp = GP(np.vstack([X, Xp]), np.concatenate([y, mp]), hyper, noise)
-            # Believed values count as observations, so the incumbent includes them too;
-            # otherwise a predicted dip keeps attracting every worker to the same spot.
-            best = min(best, float(np.min(mp)))
+            gp = GP(np.vstack([X, Xp]), np.concatenate([y, self.belief(mp, best)]), hyper, noise)
         acq = Acquisition(gp, best, self.acquisition, self.ucb_beta)
         ok_obs = [o for o in self.observations if o.ok]
         top = sorted(range(len(ok_obs)), key=lambda i: ok_obs[i].loss)[:5]
