@@ -456,6 +456,9 @@ def run_experiment(
     conn = connect(address, num_cpus=spec.local_ray.num_cpus, num_gpus=spec.local_ray.num_gpus,
                    code_paths=spec.trainable_search_paths())
     try:
+        # After ray.init, whose own SIGTERM handler exits at once: `tunekit jobs stop` (Ray sends
+        # SIGTERM) then ends the sweep like Ctrl-C and the record is published as interrupted.
+        recovery.sigterm_as_interrupt()
         if address:
             from toolkit.cluster import jobenv, reach
 

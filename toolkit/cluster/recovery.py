@@ -101,8 +101,14 @@ def find_resumable(storage: Path, name: str, given: dict) -> int | None:
 def sigterm_as_interrupt() -> None:
     """Let SIGTERM (how Ray stops a job, and how schedulers stop processes) end a sweep the way
     Ctrl-C does: running trials stop, the record is published marked interrupted."""
+    # Call the SIGINT handler in place rather than sending SIGINT: a Ray job's driver runs with
+    # SIGINT blocked (Ray's job supervisor blocks it), so a sent SIGINT would never arrive.
     def handler(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
-        os.kill(os.getpid(), signal.SIGINT)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
