@@ -13,8 +13,10 @@
 #   HEAD_CPUS, HEAD_GPUS  the head's own resources (default: CPUS_PER_NODE, GPUS_PER_NODE)
 #   START_ATTEMPTS   tries per node (default 3)
 #   CLUSTER_DIR      where pids, logs and Ray's session files go (default /tmp/tk-cluster-PORT)
-#   START_NICE       niceness while the cluster starts (e.g. -10 on a crowded machine, root only):
-#                    every node goes back to niceness 0 once all are up, so trials compete normally
+#   START_NICE       CPU priority while the cluster starts (e.g. -10 on a crowded machine, root only):
+#                    the nice value of each node's scheduler autogroup (a node is its own session, and
+#                    with autogrouping only the group's nice counts against other sessions); set back
+#                    to 0 once every node is up, so trials compete normally
 #   RAY_AUTH_TOKEN_PATH  the token file (default ~/.ray/auth_token); created (mode 600) if missing.
 #
 # GPUS_PER_NODE advertises *logical* GPUs, so GPU placement and fractional packing can be
@@ -56,6 +58,11 @@ if [[ -z "${RAY_AUTH_TOKEN:-}" && ! -s "$TOKEN_FILE" ]]; then
   (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$TOKEN_FILE")
 fi
 
+set_priority() {  # session leader pid, nice: the node's autogroup (whole session), else its processes
+  if [[ -w /proc/$1/autogroup ]]; then echo "$2" > "/proc/$1/autogroup" 2>/dev/null || true; fi
+  renice -n "$2" -g "$1" > /dev/null 2>&1 || true
+}
+
 node_ports() {  # node index -> the ray start flags of its port block
   local base=$((NODE_PORT_BASE + 100 * $1))
   echo "--node-manager-port=$base --object-manager-port=$((base + 1))" \
@@ -68,10 +75,14 @@ launch() {  # index, cpus, gpus, extra flags...: one node in its own session (pi
   local i=$1 cpus=$2 gpus=$3; shift 3
   : > "$CLUSTER_DIR/node-$i.log"  # truncate here: the background job's own redirect may come late
   # shellcheck disable=SC2046
-  ${START_NICE:+nice -n "$START_NICE"} setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$cpus" --num-gpus="$gpus" \
+  setsid ray start --block --node-ip-address=127.0.0.1 --num-cpus="$cpus" --num-gpus="$gpus" \
     --disable-usage-stats $(node_ports "$i") "$@" >> "$CLUSTER_DIR/node-$i.log" 2>&1 < /dev/null &
   local pid=$!
   echo "$pid" >> "$CLUSTER_DIR/pids"
+  if [[ -n "${START_NICE:-}" ]]; then
+    until [[ "$(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    set_priority "$pid" "$START_NICE"
+  fi
   local deadline=$((SECONDS + WAIT_S))
   until grep -q "Ray runtime started" "$CLUSTER_DIR/node-$i.log" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null || (( SECONDS > deadline )); then
@@ -102,7 +113,7 @@ for i in $(seq 1 "$WORKERS"); do
   start_node "$i" "$CPUS" "$GPUS" --address="127.0.0.1:$PORT"
 done
 if [[ -n "${START_NICE:-}" ]]; then
-  while read -r pid; do renice -n 0 -g "$pid" > /dev/null 2>&1 || true; done < "$CLUSTER_DIR/pids"
+  while read -r pid; do set_priority "$pid" 0; done < "$CLUSTER_DIR/pids"
 fi
 echo "127.0.0.1:$PORT" > "$CLUSTER_DIR/address"
 echo "http://127.0.0.1:$DASHBOARD_PORT" > "$CLUSTER_DIR/dashboard"
