@@ -23,6 +23,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +78,22 @@ def as_space(space: Any) -> SearchSpace:
     if from_hyperopt is not None:
         return from_hyperopt(space)
     raise TypeError(f"unsupported search space type {type(space).__name__}")
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController  # ships with scikit-learn, a base dependency
+
+    return ThreadpoolController()
+
+
+def single_thread_blas() -> Any:
+    """A context with BLAS on one thread. Multi-threaded BLAS sums in a different order, and
+    the last-bit differences grow into different proposals (a GP run on hartmann6 split from
+    its single-threaded twin at evaluation 33 with 2 BLAS threads), so a searcher's
+    proposals depend only on its seed and the results it was told. The matrices are small:
+    more threads only add synchronisation on a busy machine."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -223,7 +240,8 @@ class SpaceSearcher(Searcher):
         else:
             if self.exhaustive and self.exhausted:
                 return Searcher.FINISHED
-            flat = self.propose(list(self.live.values()))
+            with single_thread_blas():
+                flat = self.propose(list(self.live.values()))
             if flat is None:  # only a finite space tried in full can leave nothing to propose
                 if self.exhaustive:
                     return Searcher.FINISHED

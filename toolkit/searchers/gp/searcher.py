@@ -21,7 +21,6 @@ the region that matters for EI exact and a global skeleton elsewhere.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -33,14 +32,6 @@ from toolkit.searchers.gp.model import GP, OutputTransform, fit_hyper
 from toolkit.searchers.gp.optimize import optimize_acquisition
 from toolkit.searchers.startup import SobolDesign, default_startup_size
 from toolkit.space.space import Flat
-
-
-def _single_thread_blas():
-    try:
-        from threadpoolctl import threadpool_limits  # ships with scikit-learn, a base dependency
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def keep_rule(y: np.ndarray, cap: int) -> np.ndarray:
@@ -146,10 +137,7 @@ class GPSearcher(SpaceSearcher):
         n_ok = sum(o.ok for o in self.observations)
         if n_ok + len(pending) < (self.startup_size() or 0) or n_ok < 2:
             return self._initial_point()
-        # The matrices are small (n <= max_points): threaded BLAS only adds synchronisation,
-        # which on a busy machine made each suggestion several times slower.
-        with _single_thread_blas():
-            return self._model_point(pending)
+        return self._model_point(pending)  # BLAS on one thread: see base.single_thread_blas
 
     def _initial_point(self) -> Flat:
         assert self.space is not None
