@@ -124,7 +124,7 @@ def compare(a: Record | str, b: Record | str, root: str | os.PathLike | None = N
     c.spec_as_given = diff_tree(ma.spec, mb.spec)
     search_keys = ("seed", "searcher", "scheduler", "trainable", "metric", "mode")
     c.search = diff_tree(ma.model_dump(include=set(search_keys)), mb.model_dump(include=set(search_keys)))
-    c.data_known = ma.data_fingerprint is not None or mb.data_fingerprint is not None
+    c.data_known = bool(ma.data) or bool(mb.data)  # any description of the data, fingerprint or not
     c.data = diff_tree(ma.data, mb.data) if c.data_known else []
     c.code = diff_tree(_code_identity(ma.code, ma.environment.git), _code_identity(mb.code, mb.environment.git))
     c.environment = [d for d in diff_environments(ma.environment.as_dict(), mb.environment.as_dict())
