@@ -537,24 +537,31 @@ def test_ctrl_c_right_after_the_version_is_reserved_leaves_no_orphan(tmp_path):
     spec = spec_file(tmp_path, QUADRATIC.replace("storage: ./tunekit-results\n", ""))
     storage = tmp_path / "from-env"
     cmd = [str(TUNEKIT)] if TUNEKIT.exists() else [sys.executable, "-m", "toolkit.cli"]
-    p = subprocess.Popen(cmd + ["run", str(spec), "--set", "num_samples=2", "--set", "stop.max_iterations=2",
-                                "--set", "local_ray.num_cpus=1"],
-                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEKIT_STORAGE": str(storage)})
-    try:
-        deadline = time.monotonic() + 240
-        while not (storage / "quadratic" / "v1").exists():
-            assert p.poll() is None, p.stderr.read()
-            assert time.monotonic() < deadline, "the run never reserved a version"
-            time.sleep(0.005)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=240)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    for attempt in range(3):
+        p = subprocess.Popen(cmd + ["run", str(spec), "--set", "num_samples=2", "--set", "stop.max_iterations=2",
+                                    "--set", "local_ray.num_cpus=1"],
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT), "TUNEKIT_STORAGE": str(storage)})
+        try:
+            deadline = time.monotonic() + 240
+            while not (storage / "quadratic" / "v1").exists() and p.poll() is None:
+                assert time.monotonic() < deadline, "the run never reserved a version"
+                time.sleep(0.005)
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=240)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        # Ray's raylet must register within a fixed 30 s; on a crowded machine it sometimes
+        # does not, before any version is reserved: that says nothing about tunekit, so retry.
+        if "node timed out during startup" not in err:
+            break
+    else:
+        pytest.skip("Ray could not start a local node on this machine (raylet startup timed out, 3 tries)")
     assert "Traceback" not in err
     statuses = {r.version: r.status for r in list_records(storage)}
     assert all(s in ("completed", "interrupted") for s in statuses.values()), statuses
     if not statuses:  # stopped before the sweep began: nothing kept, and the exit code says why
-        assert p.returncode == 130 and "interrupted" in err
+        assert p.returncode == 130 and "interrupted" in err, err
