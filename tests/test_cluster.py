@@ -220,6 +220,11 @@ def test_half_gpu_trials_pack_two_per_logical_gpu_and_see_only_their_own(cluster
     proj = project(tmp_path / "p", storage, name="gpu", trainable="gpu_probe:GPUProbe", metric="loss",
                    param_space={"probe_dir": str(probe_dir), "wait_s": 180, "expect": 8}, num_samples=8,
                    max_concurrent=8, resources_per_trial={"cpu": 0, "gpu": 0.5}, stop={"max_iterations": 1})
+    # --dry-run on the connected cluster: 4 logical GPUs / 0.5 per trial
+    dry = tunekit(cluster, "run", "sweep.yaml", "--dry-run", "--address", f"127.0.0.1:{PORT}", cwd=proj,
+                  env={"PYTHONPATH": f"{proj}{os.pathsep}{ROOT}"})
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "expected concurrency: 8 trial(s) at once" in dry.stdout and "GPUs allow 8" in dry.stdout
     run = tunekit(cluster, "submit", "sweep.yaml", "--address", JOBS, "--follow", cwd=proj, timeout=500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     seen = [json.loads(p.read_text()) for p in probe_dir.glob("*.json")]
