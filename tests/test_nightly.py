@@ -59,7 +59,7 @@ OBJECTIVE = textwrap.dedent('''
         @classmethod
         def data_fingerprint(cls):
             with open(os.environ["NIGHTLY_DATA"], "rb") as f:
-                return {"sha256": hashlib.sha256(f.read()).hexdigest()}
+                return {"fingerprint": hashlib.sha256(f.read()).hexdigest(), "description": "offset file"}
 ''')
 
 SPEC = textwrap.dedent('''
@@ -200,7 +200,7 @@ def _cli(sweep_dir: Path, *args: str, **kw) -> subprocess.Popen:
 
 def test_a_killed_night_resumes_into_the_same_version_and_a_concurrent_start_is_refused(sweep_dir, monkeypatch):
     storage = sweep_dir / "records"
-    env = dict(os.environ, NIGHTLY_STEP_S="1.0")
+    env = dict(os.environ, NIGHTLY_STEP_S="3.0")  # slow enough to still run while a second start is tried
     killed = _cli(sweep_dir, "--date", "2026-11-10", "--set", "num_samples=4", "--set", "max_concurrent=1",
                   "--set", "stop.max_iterations=4", env=env)
     try:
@@ -219,6 +219,7 @@ def test_a_killed_night_resumes_into_the_same_version_and_a_concurrent_start_is_
         second = _cli(sweep_dir, "--date", "2026-11-10", env=env)
         _, err = second.communicate(timeout=120)
         assert second.returncode == gate.EXIT_LOCKED and "already running" in err
+        assert killed.poll() is None, "the first run ended before it could be killed"
     finally:
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait(timeout=30)
