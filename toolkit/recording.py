@@ -32,6 +32,11 @@ _SKIP = {"config", "trial_id", "experiment_id", "date", "hostname", "node_ip", "
          "episodes_total"}
 
 
+# Text a trainable reports that a practitioner reads in the record: where it ran, why it
+# stopped itself (early stopping, divergence) and signal warnings (update/weight ratio).
+_TEXT_METRICS = ("device", "stop_reason", "warning")
+
+
 def metric_row(result: dict[str, Any]) -> dict[str, Any]:
     """The numeric metrics of one result (non-finite floats kept as NaN, strings kept)."""
     row: dict[str, Any] = {}
@@ -42,7 +47,7 @@ def metric_row(result: dict[str, Any]) -> dict[str, Any]:
             row[key] = int(value)
         elif isinstance(value, (int, float)):
             row[key] = float(value) if isinstance(value, float) and not math.isfinite(value) else value
-        elif isinstance(value, str) and key in ("device",):
+        elif isinstance(value, str) and key in _TEXT_METRICS:
             row[key] = value
         elif hasattr(value, "item"):  # numpy / torch scalars
             try:
