@@ -28,20 +28,17 @@ lowest rung (blocked search: one slot for a new trial).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from toolkit.schedulers.rungs import Rung, as_loss, milestones, n_to_promote
+from toolkit.schedulers.rungs import Rung, SavedState, as_loss, milestones
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
-STATE_FILE = "tunekit-scheduler-state.json"
 
 
 def searcher_of(tune_controller: Any) -> Any:
@@ -61,7 +58,7 @@ def make_searcher_budget_aware(tune_controller: Any) -> None:
         inner.fit_budget = "largest"
 
 
-class ASHA(TrialScheduler):
+class ASHA(SavedState, TrialScheduler):
     """Asynchronous successive halving; see the module docstring.
 
     Args:
@@ -356,34 +353,5 @@ class ASHA(TrialScheduler):
         self.ended, self.to_resume, self.to_stop = set(state["ended"]), set(state["to_resume"]), set(state["to_stop"])
         self.decisions = state["decisions"]
 
-    # JSON, never pickle: a state file in a shared storage root must not run code when read.
-    def save(self, checkpoint_path: str) -> None:
-        tmp = checkpoint_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.get_state(), f)
-        os.replace(tmp, checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path) as f:
-            self.set_state(json.load(f))
-
-    def _maybe_load(self, trial: Trial) -> None:
-        """On the first trial: find Ray's experiment directory; restore our state if a
-        previous run of this experiment left it there (Tuner.restore)."""
-        if self._loaded or not self.persist:
-            return
-        self._loaded = True
-        try:
-            directory = trial.local_experiment_path if getattr(trial, "storage", None) is not None else None
-        except Exception:  # a trial without Ray storage (e.g. driven by a simulator)
-            directory = None
-        if not directory:
-            return
-        self._state_path = os.path.join(directory, STATE_FILE)
-        if not self.order and os.path.exists(self._state_path):
-            self.restore(self._state_path)
-
-    def _save(self) -> None:
-        if self._state_path is not None:
-            os.makedirs(os.path.dirname(self._state_path), exist_ok=True)
-            self.save(self._state_path)
+    def is_fresh(self) -> bool:
+        return not self.order

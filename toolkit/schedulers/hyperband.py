@@ -19,9 +19,7 @@ this is BOHB (Falkner et al., 2018). Missing / NaN / infinite metrics count as t
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +27,11 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from toolkit.schedulers.asha import make_searcher_budget_aware
-from toolkit.schedulers.rungs import as_loss, n_to_promote
+from toolkit.schedulers.rungs import SavedState, as_loss, n_to_promote
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
-STATE_FILE = "tunekit-scheduler-state.json"
 
 
 def bracket_plan(grace_period: int, reduction_factor: float, max_t: int) -> list[tuple[int, list[int]]]:
@@ -63,7 +60,7 @@ class Bracket:
         return not self.closed and self.stage == 0 and len(self.members) < self.size
 
 
-class Hyperband(TrialScheduler):
+class Hyperband(SavedState, TrialScheduler):
     """Synchronous Hyperband that pauses instead of waiting; see the module docstring.
 
     Args:
@@ -269,31 +266,5 @@ class Hyperband(TrialScheduler):
         self.to_resume, self.to_stop = list(state["to_resume"]), list(state["to_stop"])
         self.decisions = state["decisions"]
 
-    def save(self, checkpoint_path: str) -> None:
-        tmp = checkpoint_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.get_state(), f, allow_nan=True)
-        os.replace(tmp, checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path) as f:
-            self.set_state(json.load(f))
-
-    def _maybe_load(self, trial: Trial) -> None:
-        if self._loaded or not self.persist:
-            return
-        self._loaded = True
-        try:
-            directory = trial.local_experiment_path if getattr(trial, "storage", None) is not None else None
-        except Exception:  # a trial without Ray storage (e.g. driven by a simulator)
-            directory = None
-        if not directory:
-            return
-        self._state_path = os.path.join(directory, STATE_FILE)
-        if not self.bracket_of and os.path.exists(self._state_path):
-            self.restore(self._state_path)
-
-    def _save(self) -> None:
-        if self._state_path is not None:
-            os.makedirs(os.path.dirname(self._state_path), exist_ok=True)
-            self.save(self._state_path)
+    def is_fresh(self) -> bool:
+        return not self.bracket_of

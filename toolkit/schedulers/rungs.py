@@ -9,9 +9,15 @@ how good it is must never win a promotion nor set a cutoff.
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+# Ray does not save schedulers with the experiment (ray#30838): ours keep their state here,
+# beside Ray's experiment state, so `Tuner.restore` brings the rungs back.
+STATE_FILE = "tunekit-scheduler-state.json"
 
 
 def as_loss(value: Any, mode: str | None) -> float:
@@ -77,3 +83,50 @@ class Rung:
             return [t for _, _, t in self._sorted[:k]]
         ranked = self.ranked(among)
         return ranked[: n_to_promote(len(ranked), reduction_factor)] if ranked else []
+
+
+class SavedState:
+    """JSON save/restore of a scheduler's state beside Ray's experiment state.
+
+    JSON, never pickle: a state file in a shared storage root must not run code when read.
+    A subclass provides `get_state`/`set_state`, `is_fresh()` (no trial seen yet) and the
+    attributes `persist`, `_state_path` (None) and `_loaded` (False)."""
+
+    persist: bool
+    _state_path: str | None
+    _loaded: bool
+
+    def get_state(self) -> dict: ...
+    def set_state(self, state: dict) -> None: ...
+    def is_fresh(self) -> bool: ...
+
+    def save(self, checkpoint_path: str) -> None:
+        tmp = checkpoint_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.get_state(), f, allow_nan=True)
+        os.replace(tmp, checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            self.set_state(json.load(f))
+
+    def _maybe_load(self, trial: Any) -> None:
+        """On the first trial: find Ray's experiment directory; restore our state if a
+        previous run of this experiment left it there (Tuner.restore)."""
+        if self._loaded or not self.persist:
+            return
+        self._loaded = True
+        try:
+            directory = trial.local_experiment_path if getattr(trial, "storage", None) is not None else None
+        except Exception:  # a trial without Ray storage (e.g. driven by a simulator)
+            directory = None
+        if not directory:
+            return
+        self._state_path = os.path.join(directory, STATE_FILE)
+        if self.is_fresh() and os.path.exists(self._state_path):
+            self.restore(self._state_path)
+
+    def _save(self) -> None:
+        if self._state_path is not None:
+            os.makedirs(os.path.dirname(self._state_path), exist_ok=True)
+            self.save(self._state_path)
