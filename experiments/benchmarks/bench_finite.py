@@ -22,7 +22,7 @@ from toolkit.searchers import RandomSearcher
 from toolkit.space import Categorical, Float, Int, SearchSpace
 
 RESULTS = Path(__file__).parent / "results"
-SEEDS = range(5)
+SEEDS = range(5)  # --seeds n: the first n
 
 
 def _searchers():
@@ -67,10 +67,36 @@ def tpe_model_fallbacks(space: SearchSpace, n: int, seed: int, f) -> int:
     return count[0]
 
 
+def report() -> str:
+    saved = json.loads((RESULTS / "finite.json").read_text())
+    labels = [x for x in ("before", "after") if x in saved]
+    lines = ["# Finite spaces and warm starts: every trial asked for", "",
+             "Produced by `python -m experiments.benchmarks.bench_finite --label after` on this tree and the",
+             "same file run in a checkout of 3be4029 (`--label before`); `--report` writes this table.",
+             "One value per seed (before: seeds 0-4; after: as many as listed, the machine was overloaded).",
+             "Counts, not a quality comparison: what each searcher did.", "",
+             "| measurement | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for key in saved[labels[0]]:
+        cells = []
+        for x in labels:
+            v = saved[x].get(key, "not run")
+            cells.append("; ".join(map(str, v)) if isinstance(v, list) and v and isinstance(v[0], str) else str(v))
+        lines.append(f"| {key} | " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--label", required=True)
+    ap.add_argument("--label")
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()
+    global SEEDS
+    SEEDS = range(args.seeds)
+    if args.report:
+        (RESULTS / "finite.md").write_text(report())
+        print(report())
+        return
     out: dict = {}
     rng = np.random.default_rng(0)
 
