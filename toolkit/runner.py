@@ -38,6 +38,7 @@ class Plan:
     limits: list[str] = field(default_factory=list)
     fixed: dict[str, Any] = field(default_factory=dict)  # fixed values every trial gets, by dotted path
     startup: int | None = None  # trials the searcher's start-up design takes before its model is used
+    points: float = math.inf    # distinct points of the space (finite when every parameter is discrete)
 
     def warnings(self) -> list[str]:
         s = self.spec
@@ -57,6 +58,11 @@ class Plan:
             desc = {k: v for k, v in row.items() if k not in ("key", "path", "type") and v is not None
                     and v is not False}
             lines.append(f"  {row['key']:<28} {row['type']:<11} {desc}")
+        if math.isfinite(self.points):
+            exhaustive = bool(getattr(s.searcher, "exhaustive", False))
+            lines.append(f"finite space: {int(self.points)} points; " + (
+                "the sweep ends once every point was tried (exhaustive)" if exhaustive else
+                "once all were tried, the most promising are repeated (searcher.exhaustive: true stops instead)"))
         if self.fixed:
             lines.append("fixed values:")
             lines += [f"  {k} = {v!r}" for k, v in self.fixed.items()]
@@ -152,7 +158,8 @@ def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None, searcher
     if searcher is None:
         searcher = build_searcher(spec.searcher, space, spec.metric, spec.mode, spec.seed)
     return Plan(spec, space.describe(), searcher_settings(spec), scheduler_settings(spec),
-                {"cpu": res.cpu, "gpu": res.gpu}, cluster, n, limits, fixed_values(space), startup_size(searcher))
+                {"cpu": res.cpu, "gpu": res.gpu}, cluster, n, limits, fixed_values(space), startup_size(searcher),
+                space.cardinality())
 
 
 def make_searcher(spec: ExperimentSpec) -> Any:
