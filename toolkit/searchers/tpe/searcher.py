@@ -304,12 +304,9 @@ class TPESearcher(SpaceSearcher):
         bw = recency_weights(len(bg))
         if n_lies:
             # The lies are the last rows of X_bad. Running trials sit where l(x) is
-            # high, so 7 full-weight lies lift g(x) over the whole good region and push
-            # suggestions out of it; lighter lies still keep suggestions off each other.
-            # At 8 in flight on tuning seeds (0-23, 100-131; 56 runs per problem, branin,
-            # hartmann6, levy4, mixed) the mean log10 regret ratio batch 8 / batch 1 was
-            # +0.51 at weight 1, +0.46 with no liar, +0.39 at 0.1 and +0.38 at 0.3; 0.3
-            # keeps pending suggestions almost as far apart as weight 1 (tests).
+            # high, so full-weight lies lift g(x) over the whole good region and push
+            # suggestions out of it; lighter lies still keep suggestions off each other
+            # (the weight was chosen on tuning seeds: results/tpe.md, "liar weight").
             kept_lies = int(keep[len(keep) - n_lies:].sum())
             if kept_lies:
                 bw[len(bw) - kept_lies:] *= self.liar_weight
