@@ -176,3 +176,14 @@ def test_tunekit_run_not_on_a_terminal_prints_a_few_lines_and_logs_ray(tmp_path)
     assert len(logs) == 1 and proc.stdout.count(str(logs[0])) == 1  # named once
     log_text = logs[0].read_text()
     assert "Trial status" in log_text and "Trial Quadratic_" in log_text  # Tune's tables and trial lines
+
+
+def test_best_is_ranked_by_each_trials_latest_value_as_the_record_ranks_final_metrics():
+    # Trial 1 dipped to 0.1 at its second iteration but ended at 0.9; trial 2 ended at 0.5.
+    progress = SweepProgress("loss", "min", 2, 3, stream=io.StringIO(), quiet=True, clock=Clock())
+    for t, values in ((_trial(1), (0.8, 0.1, 0.9)), (_trial(2), (0.7, 0.6, 0.5))):
+        progress.on_trial_start(0, [], t)
+        for it, v in enumerate(values, 1):
+            progress.on_trial_result(0, [], t, {"loss": v, "training_iteration": it})
+        progress.on_trial_complete(0, [], t)
+    assert progress.best["trial_id"] == "t002" and progress.best["value"] == 0.5

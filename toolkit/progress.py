@@ -102,8 +102,10 @@ class SweepProgress(Callback):
         self.completed = 0
         self.stopped_early = 0
         self.failed = 0
-        # Each trial's best result so far: {"value", "trial_id", "config", "iteration"}; a trial
-        # that fails leaves it, so "best" is always a trial that may still count.
+        # Each trial's latest result: {"value", "trial_id", "config", "iteration"}. The latest,
+        # not the trial's best iteration: once the trial ends it is its final metric, which is
+        # what the record ranks trials by, so the live "best" agrees with the final summary.
+        # A trial that fails leaves it, so "best" is always a trial that may still count.
         self._trial_best: dict[str, dict[str, Any]] = {}
         self._reported: dict[str, bool] = {}  # trial id -> has reported the metric
         self._warned: set[tuple[str, str]] = set()
@@ -255,11 +257,9 @@ class SweepProgress(Callback):
             self.warn(trial.trial_id, "nan", f"reported {self.metric}={value} at iteration "
                                              f"{result.get('training_iteration', '?')}")
             return
-        known = self._trial_best.get(trial.trial_id)
-        if known is None or self._better(value, known["value"]):
-            self._trial_best[trial.trial_id] = {"value": value, "trial_id": trial.trial_id,
-                                                "config": dict(trial.config or {}),
-                                                "iteration": result.get("training_iteration")}
+        self._trial_best[trial.trial_id] = {"value": value, "trial_id": trial.trial_id,
+                                            "config": dict(trial.config or {}),
+                                            "iteration": result.get("training_iteration")}
         self.tick()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
