@@ -108,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines: warnings and the summary only")
     run.add_argument("--verbose", action="store_true",
                      help="also show Ray's own output as it comes (it always goes to the record's ray.log)")
-
     run.add_argument("--resume", nargs="?", const="yes", choices=["yes", "auto"],
                      help="finish the incomplete record version a killed run of this spec left "
                           "('auto': resume if there is one, else start fresh)")
