@@ -70,7 +70,15 @@ class Plan:
         lines.append(f"scheduler: {self.scheduler}")
         lines.append(f"stop:      {s.stop.model_dump(exclude_none=True)}")
         lines.append(f"fail fast: {f'after {s.fail_fast} identical trial failures' if s.fail_fast else 'off'}")
-        lines.append(f"resources per trial: {self.resources}; cluster: {self.cluster}")
+        res = s.resources_per_trial
+        if res.data_parallel:  # a Ray Train run per trial (trainables.data_parallel)
+            per = f"{{cpu: {res.cpu_per_worker:g}, gpu: {res.gpu_per_worker:g}}}"
+            total = res.totals()
+            lines.append(f"resources per trial: {res.workers} Ray Train workers x {per} = "
+                         f"{{cpu: {total['CPU']:g}, gpu: {total['GPU']:g}}} (the trial's own process reserves "
+                         f"no CPU); cluster: {self.cluster}")
+        else:
+            lines.append(f"resources per trial: {self.resources}; cluster: {self.cluster}")
         lines.append(f"expected concurrency: {self.concurrency} trial(s) at once ({'; '.join(self.limits)})")
         lines.append(f"records:   {Path(s.storage).expanduser().resolve() / s.name}/v<N>")
         lines += [f"warning: {w}" for w in self.warnings()]
@@ -121,17 +129,26 @@ def _ray_resources() -> dict[str, float]:
 
 
 def _concurrency(spec: ExperimentSpec, cluster: dict[str, float]) -> tuple[int, list[str]]:
-    res = spec.resources_per_trial
+    need = spec.resources_per_trial.totals()  # a data-parallel trial: all its workers together
     limits = {"num_samples": spec.num_samples}
     if spec.max_concurrent:
         limits["max_concurrent"] = spec.max_concurrent
-    if res.cpu > 0:
-        limits["CPUs"] = int(cluster.get("CPU", 0) // res.cpu)
-    if res.gpu > 0:
+    if need["CPU"] > 0:
+        limits["CPUs"] = int(math.floor(cluster.get("CPU", 0) / need["CPU"] + 1e-9))
+    if need["GPU"] > 0:
         # Fractional GPUs pack floor(1 / gpu) trials onto each device.
-        limits["GPUs"] = int(math.floor(cluster.get("GPU", 0) / res.gpu + 1e-9))
+        limits["GPUs"] = int(math.floor(cluster.get("GPU", 0) / need["GPU"] + 1e-9))
     n = max(0, min(limits.values()))
     return n, [f"{k} allow {v}" for k, v in limits.items()]
+
+
+def trial_limit(spec: ExperimentSpec) -> int | None:
+    """Tune's `max_concurrent_trials`: the spec's; for data-parallel trials, whose workers Ray Train
+    reserves outside Tune's view (Tune would start every trial at once, most waiting for workers),
+    at most as many as the connected cluster holds now."""
+    if not spec.resources_per_trial.data_parallel:
+        return spec.max_concurrent
+    return max(1, _concurrency(spec, _ray_resources())[0])
 
 
 def searcher_settings(spec: ExperimentSpec) -> dict[str, Any]:
@@ -158,7 +175,7 @@ def plan(spec: ExperimentSpec, cluster: dict[str, float] | None = None, searcher
     if searcher is None:
         searcher = build_searcher(spec.searcher, space, spec.metric, spec.mode, spec.seed)
     return Plan(spec, space.describe(), searcher_settings(spec), scheduler_settings(spec),
-                {"cpu": res.cpu, "gpu": res.gpu}, cluster, n, limits, fixed_values(space), startup_size(searcher),
+                res.summary(), cluster, n, limits, fixed_values(space), startup_size(searcher),
                 space.cardinality())
 
 
@@ -209,6 +226,19 @@ def build_components(spec: ExperimentSpec, address: str | None = None) -> Compon
     storage = Path(spec.storage).expanduser().resolve()
     space = spec.search_space()
     trainable = spec.trainable_class()
+    res = spec.resources_per_trial
+    if res.data_parallel:  # one trial = a Ray Train run on `workers` workers (trainables.data_parallel)
+        from trainables.data_parallel import data_parallel
+
+        try:
+            trainable = data_parallel(trainable, res.workers, res.cpu_per_worker, res.gpu_per_worker)
+        except TypeError as e:
+            raise SpecError([("resources_per_trial.workers", f"{spec.trainable}: {e}")]) from None
+        short = [f"{need:g} {kind}(s) but the local Ray has {local.get(kind, 0):g}"
+                 for kind, need in res.totals().items() if local is not None and need > local.get(kind, 0) + 1e-9]
+        if short:
+            raise SpecError([("resources_per_trial.workers", f"each trial's {res.workers} workers need "
+                              f"{short[0]}: no trial could ever start")])
     try:
         searcher = make_searcher(spec)
     except (RecordError, KeyError) as e:
@@ -223,8 +253,12 @@ def build_components(spec: ExperimentSpec, address: str | None = None) -> Compon
         guarded = guard_trainable(trainable, spec.metric, spec.stop.max_iterations)
     except TypeError as e:
         raise SpecError([("trainable", str(e))]) from None
-    guarded = tune.with_resources(guarded, {"cpu": spec.resources_per_trial.cpu,
-                                            "gpu": spec.resources_per_trial.gpu})
+    if res.data_parallel:
+        from trainables.data_parallel import DRIVER_RESOURCES
+
+        guarded = tune.with_resources(guarded, DRIVER_RESOURCES)  # Ray Train reserves the workers itself
+    else:
+        guarded = tune.with_resources(guarded, {"cpu": res.cpu, "gpu": res.gpu})
     fingerprint = getattr(trainable, "data_fingerprint", None)
     return Components(space, searcher, scheduler, trainable, guarded, is_function_trainable(trainable), storage,
                       fingerprint() if callable(fingerprint) else None)
@@ -341,7 +375,7 @@ def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: 
             search_alg=parts.searcher,
             scheduler=parts.scheduler,
             num_samples=spec.num_samples,
-            max_concurrent_trials=spec.max_concurrent,
+            max_concurrent_trials=trial_limit(spec),
             time_budget_s=spec.stop.time_budget_s,
             # One actor runs trial after trial (reset_config): no new process, no re-import.
             reuse_actors=supports_reuse(parts.trainable),

@@ -57,16 +57,61 @@ class _Strict(BaseModel):
 
 
 class Resources(_Strict):
+    """One process per trial (`cpu`, `gpu`), or with `workers` >= 2 a data-parallel trial: that
+    many Ray Train workers with `cpu_per_worker` / `gpu_per_worker` each (trainables.data_parallel)."""
+
     cpu: float = Field(1.0, ge=0)
     gpu: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
+    cpu_per_worker: float = Field(1.0, ge=0)
+    gpu_per_worker: float = Field(0.0, ge=0)
 
-    @field_validator("gpu")
+    @field_validator("gpu", "gpu_per_worker")
     @classmethod
-    def _whole_or_fraction(cls, v: float) -> float:
+    def _whole_or_fraction(cls, v: float, info: Any) -> float:
         # Ray packs fractional GPUs onto one device; above 1 it needs whole devices.
         if v > 1 and not float(v).is_integer():
-            raise ValueError(f"gpu above 1 must be a whole number of devices, got {v}")
+            raise ValueError(f"{info.field_name} above 1 must be a whole number of devices, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _one_kind_of_trial(self) -> "Resources":
+        given = self.model_fields_set
+        if self.workers == 1:
+            per_worker = sorted(given & {"cpu_per_worker", "gpu_per_worker"})
+            if per_worker:
+                raise ValueError(f"{' and '.join(per_worker)} {'need' if len(per_worker) > 1 else 'needs'} "
+                                 "workers >= 2; a single-process trial takes cpu and gpu")
+            return self
+        single = sorted(given & {"cpu", "gpu"})
+        if single:
+            raise ValueError(f"workers together with {' and '.join(single)} is ambiguous (per worker or per "
+                             "trial?): give cpu_per_worker / gpu_per_worker instead")
+        if 0 < self.gpu_per_worker < 1:
+            # Two workers of one trial could land on one device, and NCCL refuses two ranks per GPU.
+            raise ValueError(f"gpu_per_worker {self.gpu_per_worker:g} with {self.workers} workers: the workers "
+                             "of one trial could share a GPU, which NCCL refuses; give whole GPUs per worker")
+        return self
+
+    @property
+    def data_parallel(self) -> bool:
+        """A trial of several Ray Train workers rather than one process."""
+        return self.workers > 1
+
+    def totals(self) -> dict[str, float]:
+        """What one trial holds of the cluster at once: {"CPU": .., "GPU": ..}."""
+        if self.data_parallel:
+            # The Tune trial itself only drives the workers and reserves nothing (see trainables.data_parallel).
+            return {"CPU": self.workers * self.cpu_per_worker, "GPU": self.workers * self.gpu_per_worker}
+        return {"CPU": self.cpu, "GPU": self.gpu}
+
+    def summary(self) -> dict[str, float]:
+        """The resources as the plan and the record show them (totals per trial included)."""
+        if not self.data_parallel:
+            return {"cpu": self.cpu, "gpu": self.gpu}
+        totals = self.totals()
+        return {"workers": self.workers, "cpu_per_worker": self.cpu_per_worker,
+                "gpu_per_worker": self.gpu_per_worker, "cpu": totals["CPU"], "gpu": totals["GPU"]}
 
 
 class Stop(_Strict):

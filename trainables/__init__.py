@@ -6,6 +6,8 @@
     trainables.generic    Generic: the user's model/data/loss/metrics by import path, no subclass
     trainables.base       TorchTrainable: the reusable PyTorch Trainable (devices, seeding, AMP, exact
                           checkpoints, early stopping, per-epoch metrics and signals)
+    trainables.data_parallel  data_parallel(cls, workers): one trial of a TorchTrainable on several
+                          Ray Train workers (DistributedDataParallel, gloo or nccl)
     trainables.optim      optimizer registry;  trainables.schedules  LR-schedule registry (warm-up)
     trainables.step       the training step shared by the trial loop, lr_find and sanity
     trainables.lr_find    LR range test;  trainables.sanity  pre-sweep checks
@@ -32,6 +34,7 @@ _EXPORTS = {
     "Generic": "trainables.generic",
     "Quadratic": "trainables.synthetic",
     "run_local": "trainables.local",
+    "data_parallel": "trainables.data_parallel",
 }
 
 __all__ = list(_EXPORTS)
