@@ -71,6 +71,18 @@ def test_only_torch_trainables_run_on_workers(tmp_path):
         build_components(too_big)
 
 
+def test_a_bad_config_fails_the_trial_before_any_worker_starts():
+    from trainables.data_parallel import data_parallel
+    from trainables.digits import DigitsMLP
+    from trainables.local import run_local
+
+    trial_cls = data_parallel(DigitsMLP, workers=2)
+    assert trial_cls.__name__ == "DigitsMLP" and "world_size" in trial_cls.METRICS
+    assert trial_cls.data_fingerprint() == DigitsMLP.data_fingerprint()
+    with pytest.raises(ValueError, match="unknown config key.*'widht'"):
+        run_local(trial_cls, {"lr": 0.01, "widht": 32}, iterations=1)
+
+
 def test_the_shipped_data_parallel_spec_plans_two_trials_at_once():
     from toolkit.spec import load_spec
 

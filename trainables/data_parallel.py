@@ -1,7 +1,7 @@
 """One trial across several workers: a `TorchTrainable` subclass trained data-parallel by Ray Train.
 
     from ray import tune
-    from trainables.data_parallel import data_parallel
+    from trainables.data_parallel import DRIVER_RESOURCES, data_parallel
     from trainables.digits import DigitsMLP
 
     trial = data_parallel(DigitsMLP, workers=2, gpu_per_worker=1)   # gloo on CPU, nccl on GPUs
@@ -209,8 +209,12 @@ class _TrainRun:
         from ray.train.torch import TorchTrainer
         self.relay = ray.remote(num_cpus=0)(_Relay).remote()
         storage_path, filesystem, name = trial._train_storage()
-        # Removed when the run is closed; a local path only (elsewhere Ray's retention applies).
-        self.folder = os.path.join(storage_path, name) if filesystem is None or filesystem.type_name == "local" else None
+        # Removed when the run is closed (Tune keeps its own copy of any checkpoint it wanted): the
+        # scratch folder outside Tune, the run's folder on local storage (elsewhere Ray's retention applies).
+        if filesystem is None:
+            self.folder: str | None = storage_path
+        else:
+            self.folder = os.path.join(storage_path, name) if filesystem.type_name == "local" else None
         gpu = trial.GPU_PER_WORKER
         self.trainer = TorchTrainer(
             _train_loop,
@@ -262,7 +266,6 @@ class _TrainRun:
         if self.thread.is_alive():
             self.relay.answer.remote(False)
             self.thread.join(timeout=CLOSE_WAIT_S)
-        # Tune holds its own copy of whatever checkpoint it kept.
         if self.folder and os.path.isdir(self.folder):
             shutil.rmtree(self.folder, ignore_errors=True)
 
