@@ -30,7 +30,7 @@ from experiments.benchmarks.problems import PROBLEMS, Problem
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "results" / "gp_runs.json"
 REPORT = HERE / "results" / "gp.md"
-GP_PEERS = ["gp (ours)", "optuna-gp", "botorch", "bayesopt"]
+GP_PEERS = ["gp (ours)", "gp (before #10)", "optuna-gp", "botorch", "bayesopt"]
 ALL_PEERS = GP_PEERS + ["tpe (ours)", "random"]
 DEFAULT_PROBLEMS = ["branin", "hartmann3", "hartmann6", "ackley5", "rosenbrock4", "levy4", "mixed", "noisy",
                     "noisy_branin", "tiny", "far", "normals"]
@@ -51,6 +51,8 @@ def make_peer(name: str) -> Callable[[Problem, int], Any] | None:
         from toolkit.searchers.gp import GPSearcher
 
         return lambda p, s: ray_searcher_adapter(GPSearcher(space=p.space, seed=s), p)
+    if name == "gp (before #10)":
+        return lambda p, s: ray_searcher_adapter(gp_before_issue_10(space=p.space, seed=s), p)
     if name == "random":
         from toolkit.searchers.random import RandomSearcher
 
@@ -74,6 +76,23 @@ def make_peer(name: str) -> Callable[[Problem, int], Any] | None:
 
         return bayesopt_adapter
     raise ValueError(name)
+
+
+def gp_before_issue_10(**kwargs: Any) -> Any:
+    """Our GP as it was before issue 10 item 3: noise prior log-normal(-8, 2) (held the fitted
+    noise near e^-8 on noisy problems) and no way out of a run of repeats (stuck_patience=0).
+    The prior is a module constant, so it is swapped in around each proposal only."""
+    from toolkit.searchers.gp import GPSearcher, model
+
+    class GPBeforeIssue10(GPSearcher):
+        def _model_point(self, pending):
+            current, model.NOISE_PRIOR = model.NOISE_PRIOR, (-8.0, 2.0)
+            try:
+                return super()._model_point(pending)
+            finally:
+                model.NOISE_PRIOR = current
+
+    return GPBeforeIssue10(stuck_patience=0, **kwargs)
 
 
 def applies(peer: str, problem: Problem) -> bool:

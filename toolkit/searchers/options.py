@@ -79,6 +79,8 @@ class GPOptions(SearcherOptions):
     max_fit_points: int = Field(128, ge=2)
     max_points: int = Field(600, ge=2)
     min_distance: float = Field(1e-3, ge=0)
+    stuck_patience: int = Field(3, ge=0)  # repeats in a row before a Thompson step; 0: never
+    stuck_radius: float = Field(0.1, gt=0)  # in lengthscales: closer than this is a repeat
     budget_attr: str = "training_iteration"
     exhaustive: bool = False
 

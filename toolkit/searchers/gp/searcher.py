@@ -6,7 +6,10 @@ hyperparameters (warm-started from the previous fit), condition on every observa
 add in-flight trials as *kriging-believer* fantasies (their posterior mean as if it were
 observed: the mean surface is unchanged but variance collapses around them, so k workers
 get k different points; Ginsbourger et al. 2010), and maximise log-EI over the incumbent,
-the lowest posterior mean at a real observation (see `incumbent`).
+the lowest posterior mean at a real observation (see `incumbent`). The observation noise is
+a fitted hyperparameter (model.py), so on a noisy objective that mean is an average, not
+the luckiest draw. When the last few observations only re-measured known points, the next
+proposal is a Thompson step instead of EI's favourite (explore.py).
 
 Failed / NaN / inf trials are imputed with the worst successful loss (option
 `failed="worst"`, the default): such failures usually mark a region (divergent learning
@@ -28,6 +31,7 @@ import numpy as np
 from toolkit.searchers.base import SpaceSearcher
 from toolkit.searchers.gp.acquisition import Acquisition
 from toolkit.searchers.gp.encoding import Encoding
+from toolkit.searchers.gp.explore import repeats_in_a_row, thompson_step
 from toolkit.searchers.gp.model import GP, OutputTransform, fit_hyper
 from toolkit.searchers.gp.optimize import optimize_acquisition
 from toolkit.searchers.startup import SobolDesign, default_startup_size
@@ -55,8 +59,11 @@ class GPSearcher(SpaceSearcher):
     `n_candidates` (random candidates the acquisition scores per proposal before local
     optimisation: two thirds Sobol points, one third perturbations of the best points),
     `n_starts`, `max_fit_points`, `max_points`, `min_distance` (in lengthscales: candidates
-    closer than this to an evaluated or in-flight point are passed over), `budget_attr`,
-    `exhaustive` (finite spaces: end the sweep once every point was tried).
+    closer than this to an evaluated or in-flight point are passed over), `stuck_patience`
+    and `stuck_radius` (after `stuck_patience` observations in a row that each lie within
+    `stuck_radius` lengthscales of an earlier one, the next proposal is a Thompson step away
+    from them; 0 turns the rule off; see explore.py), `budget_attr`, `exhaustive` (finite
+    spaces: end the sweep once every point was tried).
     """
 
     def __init__(
@@ -78,6 +85,8 @@ class GPSearcher(SpaceSearcher):
         max_fit_points: int = 128,
         max_points: int = 600,
         min_distance: float = 1e-3,
+        stuck_patience: int = 3,
+        stuck_radius: float = 0.1,
         budget_attr: str = "training_iteration",
         exhaustive: bool = False,
     ) -> None:
@@ -100,6 +109,10 @@ class GPSearcher(SpaceSearcher):
         self.max_fit_points = int(max_fit_points)
         self.max_points = int(max_points)
         self.min_distance = float(min_distance)
+        if stuck_patience < 0:
+            raise ValueError(f"stuck_patience must be >= 0, got {stuck_patience}")
+        self.stuck_patience = int(stuck_patience)
+        self.stuck_radius = float(stuck_radius)
         self._theta: np.ndarray | None = None  # last MAP hyperparameters (warm start)
         self._encoding: Encoding | None = None
         super().__init__(space, metric, mode, points_to_evaluate, evaluated_rewards, seed, budget_attr, exhaustive)
@@ -183,6 +196,7 @@ class GPSearcher(SpaceSearcher):
     def _model_point(self, pending: list[Flat]) -> Flat | None:
         enc = self.encoding
         X, loss, ok = self.training_data()
+        X_in_order = X
         keep = keep_rule(loss, self.max_points)
         X, loss, ok = X[keep], loss[keep], ok[keep]
         y = OutputTransform(self.output_transform)(loss)
@@ -204,6 +218,13 @@ class GPSearcher(SpaceSearcher):
         ok_obs = [o for o in self.observations if o.ok]
         top = sorted(range(len(ok_obs)), key=lambda i: ok_obs[i].loss)[:5]
         anchors = np.stack([enc.raw_from_flat(ok_obs[i].flat) for i in top])
+        repeats = repeats_in_a_row(X_in_order, hyper.lengthscales, self.stuck_radius, limit=self.stuck_patience)
+        if self.stuck_patience and repeats >= self.stuck_patience:
+            u = thompson_step(gp, enc, self.rng, anchors, self.stuck_radius)  # see explore.py
+            if u is not None:
+                flat = enc.flat_from_raw(u)
+                if not self.is_seen(flat):
+                    return flat
         ranked, _ = optimize_acquisition(
             acq, enc, self.rng, anchors, n_candidates=self.n_candidates - self.n_candidates // 3,
             n_local=self.n_candidates // 3, n_starts=self.n_starts,
