@@ -11,6 +11,7 @@ from trainables.batches import TensorBatches
 from trainables.data_parallel import ShardedBatches
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"width": 32, "batch_size": 128, "seed": 0}  # the sweep's fixed values (lr is searched)
 
 
 def _raw(tmp_path, **changes):
@@ -115,15 +116,24 @@ def ray_with_4_cpus():
     ray.shutdown()
 
 
-@pytest.mark.slow
-def test_a_sweep_of_two_worker_trials_over_gloo(ray_with_4_cpus, tmp_path):
+@pytest.fixture(scope="module")
+def two_trial_sweep(ray_with_4_cpus, tmp_path_factory):
+    """Two trials (lr 0.01 and 0.003) of 2 gloo workers each, 2 epochs, run at once: (outcome, record)."""
     from toolkit.results import load
 
-    spec = validate_spec(_raw(tmp_path))
+    root = tmp_path_factory.mktemp("dp")
+    spec = validate_spec(_raw(root, param_space={"lr": {"type": "choice", "values": [0.01, 0.003]}, **CONFIG},
+                              searcher={"type": "random", "exhaustive": True}))
     out = run_experiment(spec, verbose=0, log=lambda _: None)
+    return out, load("dp", root=root)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_two_worker_trials_over_gloo(two_trial_sweep):
+    out, rec = two_trial_sweep
     assert out.status == "completed" and out.n_trials == 2 and out.n_errors == 0, out
-    rec = load("dp", root=tmp_path)
     assert len(rec.trials) == 2 and rec.trials["final_metric"].notna().all()
+    assert sorted(rec.trials["config.lr"]) == [0.003, 0.01]
     rows = rec.metrics
     assert sorted(rows.groupby("trial_id")["training_iteration"].max()) == [2, 2]
     assert (rows["world_size"] == 2).all()  # rank 0 saw a process group of 2 workers in every epoch
@@ -132,35 +142,31 @@ def test_a_sweep_of_two_worker_trials_over_gloo(ray_with_4_cpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_restored_trial_continues_exactly_where_it_was_saved(ray_with_4_cpus, tmp_path):
+def test_a_restored_trial_continues_exactly_where_it_was_saved(two_trial_sweep, tmp_path):
     """What a pausing scheduler or a restart does: save after epoch 1, restore into a new trial
-    (a new Ray Train run), train epoch 2: the same as 2 epochs without a pause."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    (a new Ray Train run), train epoch 2: the same as the sweep's trial that never paused."""
     from trainables.data_parallel import data_parallel
     from trainables.digits import DigitsMLP
 
+    _, rec = two_trial_sweep
+    trial_id = rec.trials.loc[rec.trials["config.lr"] == 0.01, "trial_id"].item()
+    straight = rec.metrics[rec.metrics["trial_id"] == trial_id].sort_values("epoch")
     trial_cls = data_parallel(DigitsMLP, workers=2)
-    config = {"lr": 0.01, "width": 32, "batch_size": 128, "seed": 0}
+    config = {"lr": 0.01, **CONFIG}
 
-    def run(epochs: int, save_to: str | None = None, restore_from: str | None = None) -> list[dict]:
-        trial = trial_cls(config=dict(config))
-        try:
-            if restore_from:
-                trial.load_checkpoint(restore_from)
-            results = [trial.train() for _ in range(epochs)]
-            if save_to:
-                trial.save_checkpoint(save_to)
-            return results
-        finally:
-            trial.stop()
-
-    with ThreadPoolExecutor(2) as pool:  # the straight run and the first half side by side
-        straight = pool.submit(run, 2)
-        first = pool.submit(run, 1, save_to=str(tmp_path)).result()
-        straight = straight.result()
-    second = run(1, restore_from=str(tmp_path))
-    assert [r["epoch"] for r in straight] == [1, 2] and second[0]["epoch"] == 2
-    assert first[0]["val_loss"] == straight[0]["val_loss"]
-    assert second[0]["val_loss"] == straight[1]["val_loss"] and second[0]["train_loss"] == straight[1]["train_loss"]
-    assert second[0]["world_size"] == 2
+    first = trial_cls(config=dict(config))
+    try:
+        first_result = first.train()
+        first.save_checkpoint(str(tmp_path))
+    finally:
+        first.stop()
+    second = trial_cls(config=dict(config))
+    try:
+        second.load_checkpoint(str(tmp_path))
+        second_result = second.train()
+    finally:
+        second.stop()
+    assert first_result["val_loss"] == straight["val_loss"].iloc[0]
+    assert second_result["epoch"] == 2 and second_result["world_size"] == 2
+    assert second_result["val_loss"] == straight["val_loss"].iloc[1]
+    assert second_result["train_loss"] == straight["train_loss"].iloc[1]
