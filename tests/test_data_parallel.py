@@ -32,7 +32,8 @@ def _raw(tmp_path, **changes):
     ({"gpu_per_worker": 1}, "resources_per_trial: gpu_per_worker needs workers >= 2"),
     ({"workers": 2, "gpu_per_worker": 0.5},
      "resources_per_trial: gpu_per_worker 0.5 with 2 workers: the workers of one trial could share a GPU"),
-    ({"workers": 2, "gpu_per_worker": 1.5}, "resources_per_trial.gpu_per_worker: gpu_per_worker above 1 must be a whole"),
+    ({"workers": 2, "gpu_per_worker": 1.5},
+     "resources_per_trial.gpu_per_worker: gpu_per_worker above 1 must be a whole"),
     ({"workers": 0}, "resources_per_trial.workers: Input should be greater than or equal to 1"),
     ({"workers": 1.5}, "resources_per_trial.workers: "),
 ])

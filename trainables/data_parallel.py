@@ -5,7 +5,11 @@
     from trainables.digits import DigitsMLP
 
     trial = data_parallel(DigitsMLP, workers=2, gpu_per_worker=1)   # gloo on CPU, nccl on GPUs
-    tuner = tune.Tuner(tune.with_resources(trial, DRIVER_RESOURCES), param_space={"lr": ...}, ...)
+    tuner = tune.Tuner(tune.with_resources(trial, DRIVER_RESOURCES), param_space={"lr": ...},
+                       # Tune does not see the workers' resources: say how many trials fit (4 GPUs: 2)
+                       tune_config=tune.TuneConfig(max_concurrent_trials=2, ...))
+
+(`resources_per_trial: {workers: 2, gpu_per_worker: 1}` in a tunekit spec does all of this.)
 
 How it runs (Ray 2.60, Ray Train V2, the default): the Tune trial is a small driver; on its first
 step it starts a `ray.train.torch.TorchTrainer` whose workers each build the subclass from the
