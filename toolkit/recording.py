@@ -57,7 +57,7 @@ def metric_row(result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _error_message(trial: Any) -> str:
+def trial_error_message(trial: Any) -> str:
     path = getattr(trial, "error_file", None)
     if path and Path(path).exists():
         lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
@@ -109,7 +109,7 @@ class RecordingCallback(Callback):
         self._finish(trial, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, error=_error_message(trial))
+        self._finish(trial, error=trial_error_message(trial))
 
     def _status(self, iterations: int, error: str | None) -> str:
         """How a trial ended: the one place that decides it."""
@@ -141,6 +141,10 @@ class RecordingCallback(Callback):
             "seed": config.get("seed"),
         }
         self.rows.append(row)
+        self._journal(row, history)
+
+    def _journal(self, row: dict, history: list[dict]) -> None:
+        """Hand a finished trial to the record writer (a subclass may hold it back)."""
         self.writer.add_trial(row, history)
 
     def _finish(self, trial: Any, error: str | None) -> None:

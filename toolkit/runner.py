@@ -303,7 +303,7 @@ def open_record(spec: ExperimentSpec, parts: Components, the_plan: Plan,
                 log: Callable[[str], None] = print, resume_version: int | None = None) -> Sweep:
     """Reserve the record's version (or, resuming, reopen the incomplete one) and set up what
     records trials and what ends the sweep."""
-    from toolkit.cluster.recovery import RecoveringRecorder
+    from toolkit.cluster.recovery import RecoveringRecorder, tune_experiment_dir
     from toolkit.failfast import FailFast
     from toolkit.interrupt import InterruptStopper
     from toolkit.results import RecordWriter
@@ -314,7 +314,8 @@ def open_record(spec: ExperimentSpec, parts: Components, the_plan: Plan,
     else:
         writer = RecordWriter.reopen(parts.storage, spec.name, resume_version)
         recorded = writer.recorded_rows
-    recorder = RecoveringRecorder(writer, spec.metric, spec.mode, spec.stop.max_iterations, recorded_rows=recorded)
+    recorder = RecoveringRecorder(writer, spec.metric, spec.mode, spec.stop.max_iterations, recorded_rows=recorded,
+                                  snapshot_dir=tune_experiment_dir(parts.storage, spec.name, writer.version))
     interrupt = InterruptStopper()
     recorder.interrupted = interrupt
     recorder.time_suggestions(parts.searcher)
@@ -331,16 +332,27 @@ def discard_unstarted(writer: Any) -> None:
 
 
 # --------------------------------------------------------------------------- step 4: build the tuner
-def checkpoint_config(spec: ExperimentSpec, parts: Components) -> Any:
+def checkpoint_config(spec: ExperimentSpec, parts: Components, max_failures: int = 0) -> Any:
     """Keep one checkpoint per trial, but save none at the end of every trial: `reproduce` reruns
     from the recorded seed, a pausing scheduler gets its checkpoints from Tune when it pauses,
     and a save at each trial's end (plus the experiment snapshot Tune forces after it) costs a
     short trial more than its training. The best trial's final state is kept by
     `toolkit.lean.CheckpointBest` (see `lean_callbacks`). Function trainables save their own,
-    with `ray.tune.report(..., checkpoint=...)`."""
+    with `ray.tune.report(..., checkpoint=...)`.
+
+    Where trials may be restarted (a cluster loses nodes), a Trainable class is also saved every
+    `failure.checkpoint_frequency` iterations (default: each one), so a restarted trial continues
+    from where it was instead of from scratch."""
     from ray import tune
 
-    return tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False)
+    from toolkit.lean import implements_checkpoints
+
+    every = spec.failure.checkpoint_frequency
+    if every is None:
+        every = 1 if max_failures > 0 else 0
+    if parts.is_function or not implements_checkpoints(parts.trainable):
+        every = 0  # Tune cannot save these on its own schedule
+    return tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False, checkpoint_frequency=every)
 
 
 def lean_callbacks(spec: ExperimentSpec, parts: Components) -> list:
@@ -353,13 +365,11 @@ def lean_callbacks(spec: ExperimentSpec, parts: Components) -> list:
 
 
 def stopper(spec: ExperimentSpec, sweep: Sweep) -> Any:
-    """Ctrl-C, fail fast and the iteration limit, as one Tune stopper."""
-    from ray.tune.stopper import CombinedStopper, MaximumIterationStopper
+    """Ctrl-C, fail fast and the iteration limit, as one Tune stopper (toolkit.stopping says
+    why not Ray's `MaximumIterationStopper`)."""
+    from toolkit.stopping import SweepStopper
 
-    stoppers = [sweep.interrupt, sweep.fail_fast.stopper]
-    if spec.stop.max_iterations:
-        stoppers.append(MaximumIterationStopper(spec.stop.max_iterations))
-    return CombinedStopper(*stoppers)
+    return SweepStopper([sweep.interrupt, sweep.fail_fast.stopper], spec.stop.max_iterations).activate()
 
 
 def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: int = 1,
@@ -387,7 +397,7 @@ def build_tuner(spec: ExperimentSpec, parts: Components, sweep: Sweep, verbose: 
             callbacks=sweep.callbacks,
             verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=checkpoint_config(spec, parts),
+            checkpoint_config=checkpoint_config(spec, parts, max_failures),
         ),
     )
 
@@ -438,6 +448,7 @@ def finish(sweep: Sweep, fitted: Fitted) -> RunOutcome:
     """Record unfinished trials and the suggestions, publish the version, sum up the run."""
     recorder, writer = sweep.recorder, sweep.writer
     status = run_status(fitted, recorder.rows, sweep.fail_fast.error)
+    recorder.release_held()
     if fitted.trials:
         recorder.flush_unfinished(fitted.trials)
     best = recorder.best()
@@ -457,7 +468,7 @@ def _fail(sweep: Sweep, err: BaseException) -> None:
     if not sweep.recorder.started and not sweep.recorder.rows:
         discard_unstarted(writer)
         return
-    writer.flush()
+    sweep.recorder.release_held()
     writer.add_suggestions(sweep.recorder.suggestions)
     writer.finish("failed", sweep.recorder.best(), extra={"error": f"{type(err).__name__}: {err}"})
 

@@ -133,10 +133,13 @@ class LocalRay(_Strict):
 
 
 class Failure(_Strict):
-    """`failure: {max_failures: N}`: restarts of a trial (from its last checkpoint) after its
-    worker died or it raised. None: 3 on a cluster, 0 on a local Ray (the runner decides)."""
+    """`failure: {max_failures: N, checkpoint_frequency: K}`: restarts of a trial (from its last
+    checkpoint) after its worker died or it raised. None: 3 on a cluster, 0 on a local Ray (the
+    runner decides). A Trainable class is checkpointed every K iterations so a restart continues
+    where it was; None: every iteration when restarts are allowed, else never mid-trial."""
 
     max_failures: int | None = Field(None, ge=0)
+    checkpoint_frequency: int | None = Field(None, ge=0)
 
 
 class ExperimentSpec(_Strict):

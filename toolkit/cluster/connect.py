@@ -6,7 +6,9 @@ tokens, where workers find the user's code) lives in one place.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -87,6 +89,45 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, num_gpus
         client = address.startswith("ray://")  # a Ray Client ships code with runtime_env, not paths
         ray.init(address=address, logging_level="WARNING", job_config=None if client else _job_config(code_paths))
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
-                 job_config=_job_config(code_paths))
+        start_local_ray(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, logging_level="WARNING",
+                        job_config=_job_config(code_paths))
     return Connection(address, True, cluster_resources())
+
+
+# Ray waits a fixed 30 s for a new node's raylet to register; a busy workstation (a build, a
+# training job, a test suite) can miss that once. Starting again usually succeeds.
+LOCAL_START_ATTEMPTS = 3
+
+
+def start_local_ray(**init_args: object) -> None:
+    """`ray.init` of an embedded local Ray, started again when the raylet misses Ray's start-up wait."""
+    import ray
+
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        before = _descendants()
+        try:
+            ray.init(**init_args)
+            return
+        except Exception as e:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(e) or attempt == LOCAL_START_ATTEMPTS:
+                raise
+            # The half-started node is not Ray's global node yet, so ray.shutdown() would leave its
+            # processes running: stop exactly the ones this attempt started.
+            for pid in _descendants() - before:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            ray.shutdown()
+
+
+def _descendants() -> set[int]:
+    """Pids of this process's children, grandchildren, ... (Linux /proc; empty elsewhere)."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the field after the parenthesised command name is the state, then the parent pid
+            parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parent_of.items() if ppid in frontier} - found
+        found |= frontier
+    return found

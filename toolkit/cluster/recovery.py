@@ -7,6 +7,10 @@
   driver left (same spec, writer gone); the record writer reopens it, Ray's `Tuner.restore`
   brings trials back from their checkpoints and our searcher and scheduler from their saved
   state, and trials already in the record's journal are never recorded again.
+- The journal never runs ahead of Ray's experiment snapshot: a finished trial is journalled
+  only once the snapshot in storage records it ended. Otherwise a driver killed between the
+  two leaves a trial the restored searcher never saw; it proposes the trial again under a new
+  id, and the record holds one trial too many (seen with a kill 0.2 s after a trial ended).
 """
 
 from __future__ import annotations
@@ -14,22 +18,70 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
-from toolkit.recording import RecordingCallback, metric_row
+from toolkit.recording import RecordingCallback, trial_error_message, metric_row
 
 
 class RecoveringRecorder(RecordingCallback):
     """A `RecordingCallback` that de-duplicates results by iteration and, in a resumed run,
     knows the trials the record already holds (and their earlier results, from Ray's files)."""
 
-    def __init__(self, *args: Any, recorded_rows: list[dict] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, recorded_rows: list[dict] | None = None, snapshot_dir: Path | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recorded = {str(r["trial_id"]) for r in recorded_rows or []}
         self.rows = [dict(r) for r in recorded_rows or []]
         self.resumed = recorded_rows is not None
         self.n_duplicates = 0  # results replaced because their iteration was reported again
+        # Where Tune snapshots the experiment; None journals every trial at once.
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
+        self.held: list[tuple[dict, list[dict]]] = []  # finished, awaiting the snapshot
+        self._next_look = 0.0
+
+    def _journal(self, row: dict, history: list[dict]) -> None:
+        if self.snapshot_dir is None:
+            super()._journal(row, history)
+        else:
+            self.held.append((row, history))
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.resumed and not getattr(self, "_reconciled", False):
+            self._reconciled = True
+            self._record_ended_elsewhere(trials)
+
+    def _record_ended_elsewhere(self, trials: list) -> None:
+        """Trials the restored snapshot says ended but the journal lacks (the driver died after
+        the snapshot, before it journalled them): record them now from Ray's result files."""
+        for trial in trials:
+            if trial.status not in ("TERMINATED", "ERROR") or trial.trial_id in self.recorded:
+                continue
+            self.histories[trial.trial_id] = earlier_results(trial)
+            self._finish(trial, error=trial_error_message(trial) if trial.status == "ERROR" else None)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self.held or time.monotonic() < self._next_look:
+            return
+        self._next_look = time.monotonic() + 0.5  # reading the snapshot costs; twice a second is enough
+        ended = snapshot_ended_trials(self.snapshot_dir)
+        ready = [(row, h) for row, h in self.held if row["trial_id"] in ended]
+        if ready:
+            self.held = [(row, h) for row, h in self.held if row["trial_id"] not in ended]
+            for row, history in ready:
+                self.writer.add_trial(row, history)
+            self.writer.flush()
+
+    def release_held(self) -> None:
+        """Journal every held trial: the sweep is ending, the record is about to be published."""
+        for row, history in self.held:
+            self.writer.add_trial(row, history)
+        self.held = []
+        self.writer.flush()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.release_held()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         history = self.histories.get(trial.trial_id)
@@ -69,6 +121,20 @@ def earlier_results(trial: Any) -> list[dict]:
             by_iteration[row.get("training_iteration", len(by_iteration))] = row
         break
     return [by_iteration[k] for k in sorted(by_iteration, key=lambda k: (k is None, k))]
+
+
+def snapshot_ended_trials(experiment_dir: Path) -> set[str]:
+    """Ids of the trials that the newest experiment snapshot in storage (the file
+    `Tuner.restore` would read: Ray takes the greatest name) records as ended."""
+    files = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
+    if not files:
+        return set()
+    try:
+        snapshot = json.loads(files[-1].read_text())
+        states = [json.loads(entry[0]) for entry in snapshot.get("trial_data", [])]
+    except (OSError, ValueError, TypeError, IndexError):
+        return set()  # being copied into storage right now: look again at the next step
+    return {str(s.get("trial_id")) for s in states if s.get("status") in ("TERMINATED", "ERROR")}
 
 
 def tune_experiment_dir(storage: Path, name: str, version: int) -> Path:
