@@ -53,12 +53,26 @@ class SimTrial:
         self.trial_id = trial_id
         self.config = config
         self.evaluated_params = config
-        self.status = PENDING
+        self._counts: dict[str, int] | None = None  # the controller's trials per status, kept in step
+        self._status = PENDING
         self.last_result: dict = {}
         self.epochs = 0  # epochs run so far (the checkpoint a resume starts from)
         self.resumes = 0
         self.busy_s = 0.0
         self.is_saving = False  # Ray's HyperBand asks; a simulated pause saves instantly
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @status.setter
+    def status(self, status: str) -> None:
+        # Schedulers set statuses directly too; counting here lets the controller know how many
+        # trials run or wait without scanning thousands of trials per event.
+        if self._counts is not None:
+            self._counts[self._status] -= 1
+            self._counts[status] = self._counts.get(status, 0) + 1
+        self._status = status
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -158,6 +172,7 @@ class SimController:
         self._events: list[tuple[float, int, SimTrial]] = []
         self._seq = itertools.count()
         self._epoch_started: dict[str, float] = {}
+        self._counts: dict[str, int] = {}  # trials per status, for the trials added by `_add`
         self.run = Run()
 
     # ---------------------------------------------------------------- Ray's controller API
@@ -218,16 +233,26 @@ class SimController:
         self._epoch_started[trial.trial_id] = self.now
         heapq.heappush(self._events, (self.now + cost, next(self._seq), trial))
 
+    def _add(self, trial: SimTrial) -> None:
+        trial._counts = self._counts
+        self._counts[trial.status] = self._counts.get(trial.status, 0) + 1
+        self.trials.append(trial)
+
+    def _count(self, status: str) -> int:
+        if sum(self._counts.values()) == len(self.trials):
+            return self._counts.get(status, 0)
+        return sum(1 for t in self.trials if t.status == status)  # trials appended from outside
+
     def _running(self) -> int:
-        return sum(1 for t in self.trials if t.status == RUNNING)
+        return self._count(RUNNING)
 
     def _fill(self) -> None:
         while True:
-            while sum(1 for t in self.trials if t.status == PENDING) < self.max_pending:
+            while self._count(PENDING) < self.max_pending:
                 trial = self.search_alg.next_trial()
                 if trial is None:
                     break
-                self.trials.append(trial)
+                self._add(trial)
                 self.run.trials += 1
                 self.run.configs[trial.trial_id] = trial.config
                 self._timed(self.scheduler.on_trial_add, self, trial)
@@ -236,7 +261,7 @@ class SimController:
             stops = len(self.run.stops)
             trial = self._timed(self.scheduler.choose_trial_to_run, self)
             if trial is None or trial.status not in (PENDING, PAUSED):
-                trial = next((t for t in self.trials if t.status == PENDING), None)
+                trial = next((t for t in self.trials if t.status == PENDING), None) if self._count(PENDING) else None
             if trial is None:
                 if len(self.run.stops) > stops:
                     continue  # the scheduler freed slots: the search may have new trials now
