@@ -448,9 +448,9 @@ def finish(sweep: Sweep, fitted: Fitted) -> RunOutcome:
     """Record unfinished trials and the suggestions, publish the version, sum up the run."""
     recorder, writer = sweep.recorder, sweep.writer
     status = run_status(fitted, recorder.rows, sweep.fail_fast.error)
-    recorder.release_held()
     if fitted.trials:
         recorder.flush_unfinished(fitted.trials)
+    recorder.release_held()  # the record is published next: nothing waits for a snapshot any more
     best = recorder.best()
     writer.add_suggestions(recorder.suggestions)
     error = sweep.fail_fast.error
