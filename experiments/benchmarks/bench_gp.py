@@ -4,6 +4,8 @@ BayesOptSearch (continuous problems), our TPE and random search.
     nice -n 10 python -m experiments.benchmarks.bench_gp regret --seeds 5 --budget 60
     nice -n 10 python -m experiments.benchmarks.bench_gp timing
     python -m experiments.benchmarks.bench_gp report --budget 60   # writes results/gp.md from the cache
+    nice -n 15 python -m experiments.benchmarks.bench_gp tune --seeds 10 --budget 60   # TUNING seeds
+    nice -n 15 python -m experiments.benchmarks.bench_gp tune_async                     # TUNING seeds
 
 Every finished run is cached in `results/gp_runs.json` (key: peer/problem/seed/budget/batch),
 so a long benchmark can be run in pieces and the report rebuilt at any time. Seeds are
@@ -24,7 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from experiments.benchmarks.harness import REPORTING_SEEDS, optuna_adapter, ray_searcher_adapter, reporting_seeds, run, summarize
+from experiments.benchmarks.harness import (
+    REPORTING_SEEDS, optuna_adapter, ray_searcher_adapter, reporting_seeds, run, summarize, tuning_seeds,
+)
 from experiments.benchmarks.problems import PROBLEMS, Problem
 
 HERE = Path(__file__).resolve().parent
@@ -78,21 +82,41 @@ def make_peer(name: str) -> Callable[[Problem, int], Any] | None:
     raise ValueError(name)
 
 
-def gp_before_issue_10(**kwargs: Any) -> Any:
-    """Our GP as it was before issue 10 item 3: noise prior log-normal(-8, 2) (held the fitted
-    noise near e^-8 on noisy problems) and no way out of a run of repeats (stuck_patience=0).
-    The prior is a module constant, so it is swapped in around each proposal only."""
+def gp_variant(noise_prior: tuple[float, float] | None = None, **kwargs: Any) -> Any:
+    """Our GPSearcher with another noise-variance prior (a module constant in model.py, so it
+    is swapped in around each proposal only); other keyword arguments go to GPSearcher."""
     from toolkit.searchers.gp import GPSearcher, model
 
-    class GPBeforeIssue10(GPSearcher):
+    if noise_prior is None:
+        return GPSearcher(**kwargs)
+
+    class GPOtherNoisePrior(GPSearcher):
         def _model_point(self, pending):
-            current, model.NOISE_PRIOR = model.NOISE_PRIOR, (-8.0, 2.0)
+            current, model.NOISE_PRIOR = model.NOISE_PRIOR, noise_prior
             try:
                 return super()._model_point(pending)
             finally:
                 model.NOISE_PRIOR = current
 
-    return GPBeforeIssue10(stuck_patience=0, **kwargs)
+    return GPOtherNoisePrior(**kwargs)
+
+
+def gp_before_issue_10(**kwargs: Any) -> Any:
+    """Our GP as it was before issue 10 item 3: noise prior log-normal(-8, 2), which held the
+    fitted noise near e^-8 on noisy problems, and no way out of a run of repeats."""
+    return gp_variant((-8.0, 2.0), stuck_patience=0, **kwargs)
+
+
+# Variants compared on TUNING seeds (`tune`): the choice of noise prior and escape rule.
+TUNE_VARIANTS: dict[str, dict[str, Any]] = {
+    "before #10: prior (-8, 2), no escape": {"noise_prior": (-8.0, 2.0), "stuck_patience": 0},
+    "prior (-6, 3), no escape": {"noise_prior": (-6.0, 3.0), "stuck_patience": 0},
+    "prior (-8, 2), escape": {"noise_prior": (-8.0, 2.0), "stuck_patience": 3},
+    "prior (-4, 3), escape": {"noise_prior": (-4.0, 3.0), "stuck_patience": 3},
+    "prior (-6, 3), escape (new default)": {"noise_prior": (-6.0, 3.0), "stuck_patience": 3},
+}
+TUNE_PROBLEMS = ["noisy", "noisy_branin", "hartmann6", "branin"]
+TUNE_CACHE = HERE / "results" / "gp_tuning.json"
 
 
 def applies(peer: str, problem: Problem) -> bool:
@@ -253,7 +277,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     if left_out:
         lines += [f"Left out of the tables (not run on every problem and seed): {', '.join(left_out)}.", ""]
     lines += ["## All peers", "", summarize(results, [args.budget // 2, args.budget], problems)]
-    gp_only = {p: results[p] for p in GP_PEERS if p in results}
+    # The former version of our GP is a before/after reference, not a peer to rank against.
+    gp_only = {p: results[p] for p in GP_PEERS if p in results and p != "gp (before #10)"}
     cont = {n: p for n, p in problems.items() if p.continuous}
     lines += ["## Targets: mean rank among GP peers", ""]
     for label, probs in (("continuous problems", cont), ("mixed problem", {"mixed": problems["mixed"]} if "mixed" in problems else {})):
@@ -291,9 +316,61 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(REPORT.read_text())
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    """Noise prior and escape rule on TUNING seeds (10 seeds from 100, budget 60): caches the
+    regret after each evaluation in results/gp_tuning.json and prints the table results/gp.md
+    quotes (median regret at the budget over the seeds, max in brackets)."""
+    cache = json.loads(TUNE_CACHE.read_text()) if TUNE_CACHE.exists() else {}
+    seeds = tuning_seeds(args.seeds, offset=100)
+    for label, options in TUNE_VARIANTS.items():
+        for name in TUNE_PROBLEMS:
+            problem = PROBLEMS[name]()
+            for seed in seeds:
+                k = f"{label}|{name}|{seed}|{args.budget}"
+                if k in cache:
+                    continue
+                make = lambda p, s, o=options: ray_searcher_adapter(gp_variant(space=p.space, seed=s, **o), p)  # noqa: E731
+                values = run(make, problem, args.budget, seed)
+                cache[k] = _jsonable(np.minimum.accumulate(values) - problem.optimum)  # regret so far
+                TUNE_CACHE.write_text(json.dumps(cache, indent=0, sort_keys=True))
+    print("| variant | " + " | ".join(TUNE_PROBLEMS) + " |")
+    print("|---" * (len(TUNE_PROBLEMS) + 1) + "|")
+    for label in TUNE_VARIANTS:
+        cells = []
+        for name in TUNE_PROBLEMS:
+            problem = PROBLEMS[name]()
+            runs = [cache.get(f"{label}|{name}|{seed}|{args.budget}") for seed in seeds]
+            if any(r is None for r in runs):
+                cells.append("-")
+                continue
+            reg = np.array([r[args.budget - 1] for r in runs])
+            cells.append(f"{np.median(reg):.3g} (max {reg.max():.3g})")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def cmd_tune_async(args: argparse.Namespace) -> None:
+    """Trials in flight after the change (issue 10 item 4 must stay fixed): Branin, k = 2 and
+    8 asynchronous, 12 TUNING seeds from 100, budget 40, new GP against the one before #10."""
+    cache = json.loads(TUNE_CACHE.read_text()) if TUNE_CACHE.exists() else {}
+    seeds, problem = tuning_seeds(12, offset=100), PROBLEMS["branin"]()
+    print("| k in flight | GP | regret @20: median (max) | regret @40: median (max) |\n|---|---|---|---|")
+    for k in (2, 8):
+        for peer in ("gp (ours)", "gp (before #10)"):
+            runs = []
+            for seed in seeds:
+                key_ = f"async|{peer}|{k}|{seed}|40"
+                if key_ not in cache:
+                    values = run(make_peer(peer), problem, 40, seed, batch=k)
+                    cache[key_] = _jsonable(np.minimum.accumulate(values) - problem.optimum)
+                    TUNE_CACHE.write_text(json.dumps(cache, indent=0, sort_keys=True))
+                runs.append(cache[key_])
+            cells = [f"{np.median([r[b - 1] for r in runs]):.3g} ({max(r[b - 1] for r in runs):.3g})" for b in (20, 40)]
+            print(f"| {k} | {peer} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["regret", "timing", "batch", "report"])
+    parser.add_argument("command", choices=["regret", "timing", "batch", "report", "tune", "tune_async"])
     parser.add_argument("--problems", nargs="+", default=DEFAULT_PROBLEMS)
     parser.add_argument("--peers", nargs="+", default=ALL_PEERS)
     parser.add_argument("--seeds", type=int, default=10)
@@ -306,7 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rerun", action="store_true", help="drop cached runs of these peers/problems first")
     args = parser.parse_args(argv)
     _threads()
-    {"regret": cmd_regret, "timing": cmd_timing, "batch": cmd_batch, "report": cmd_report}[args.command](args)
+    commands = {"regret": cmd_regret, "timing": cmd_timing, "batch": cmd_batch, "report": cmd_report, "tune": cmd_tune,
+                "tune_async": cmd_tune_async}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
