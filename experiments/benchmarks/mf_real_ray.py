@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps(row), flush=True)
     finally:
         ray.shutdown()
-    command = "nice -n 10 python -m experiments.benchmarks.mf_real_ray " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m experiments.benchmarks.mf_real_ray " + " ".join(sys.argv[1:] if argv is None else argv)
     (RESULTS / "multifidelity_real_ray.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / "multifidelity_real_ray.md").write_text(table(rows, command.strip()))
     print(table(rows, command.strip()))
