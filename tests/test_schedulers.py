@@ -250,6 +250,24 @@ def test_hyperband_does_not_stall_when_the_search_cannot_fill_a_bracket():
     assert not run.stalled and run.finished and len(run.stops) == 30
 
 
+def test_hyperband_decides_the_last_partial_bracket_as_soon_as_its_own_trials_report():
+    # 256 trials leave the last bracket with 11 of 27. Told the sweep's size (as Tune tells it),
+    # Hyperband closes that bracket when the 256th trial joins; untold, it waits until no trial
+    # runs anywhere, and its survivor then trains alone.
+    def sweep(told: bool):
+        hb = Hyperband("loss", "min", max_t=27, persist=False)
+        if not told:
+            hb.set_search_properties = lambda metric, mode, **spec: Hyperband.set_search_properties(hb, metric, mode)
+        run = simulate(Hartmann(6, 27), hb, RandomSearcher(seed=5000), n_workers=32, time_budget=math.inf,
+                       num_samples=256)
+        assert not run.stalled and run.finished and len(hb.brackets[-1].members) < hb.brackets[-1].size
+        return run
+
+    told, untold = sweep(True), sweep(False)
+    assert told.end_time < 0.8 * untold.end_time
+    assert told.busy_s / told.end_time > 1.2 * untold.busy_s / untold.end_time  # busier workers
+
+
 def test_hyperband_rung_keeps_the_top_third_of_a_full_rung():
     hb = Hyperband("loss", "min", max_t=9, persist=False)  # first bracket: 9 trials at 1, 3 at 3, 1 at 9
     ctrl = _controller(hb)

@@ -329,7 +329,7 @@ def simulate(task: Task, scheduler: TrialScheduler, searcher: Searcher, n_worker
              fresh_scheduler: Callable[[], TrialScheduler] | None = None) -> Run:
     """One sweep of `searcher` + `scheduler` on `task` with `n_workers` simulated workers."""
     searcher.set_search_properties(task.metric, "min", task.param_space())
-    scheduler.set_search_properties(task.metric, "min")
+    scheduler.set_search_properties(task.metric, "min", num_samples=num_samples)  # as Tune passes it
     alg = SimSearchAlg(searcher, num_samples, max_concurrent)
     return SimController(task, scheduler, alg, n_workers, time_budget, max_pending, order_noise, reload_at,
                          fresh_scheduler).simulate()
