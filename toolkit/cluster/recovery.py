@@ -40,6 +40,7 @@ class RecoveringRecorder(RecordingCallback):
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
         self.held: list[tuple[dict, list[dict]]] = []  # finished, awaiting the snapshot
         self._next_look = 0.0
+        self._reconciled = False  # a resumed run checks the restored trials once
 
     def _journal(self, row: dict, history: list[dict]) -> None:
         if self.snapshot_dir is None:
@@ -48,7 +49,7 @@ class RecoveringRecorder(RecordingCallback):
             self.held.append((row, history))
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.resumed and not getattr(self, "_reconciled", False):
+        if self.resumed and not self._reconciled:
             self._reconciled = True
             self._record_ended_elsewhere(trials)
 
@@ -65,19 +66,17 @@ class RecoveringRecorder(RecordingCallback):
         if not self.held or time.monotonic() < self._next_look:
             return
         self._next_look = time.monotonic() + 0.5  # reading the snapshot costs; twice a second is enough
-        ended = snapshot_ended_trials(self.snapshot_dir)
-        ready = [(row, h) for row, h in self.held if row["trial_id"] in ended]
-        if ready:
-            self.held = [(row, h) for row, h in self.held if row["trial_id"] not in ended]
-            for row, history in ready:
-                self.writer.add_trial(row, history)
-            self.writer.flush()
+        self.release_held(snapshot_ended_trials(self.snapshot_dir))
 
-    def release_held(self) -> None:
-        """Journal every held trial: the sweep is ending, the record is about to be published."""
-        for row, history in self.held:
+    def release_held(self, ended: set[str] | None = None) -> None:
+        """Journal the held trials the snapshot records as ended (`ended`), or every one when the
+        sweep is ending and the record is about to be published (None)."""
+        ready = [(row, h) for row, h in self.held if ended is None or row["trial_id"] in ended]
+        if not ready:
+            return
+        self.held = [(row, h) for row, h in self.held if ended is not None and row["trial_id"] not in ended]
+        for row, history in ready:
             self.writer.add_trial(row, history)
-        self.held = []
         self.writer.flush()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
