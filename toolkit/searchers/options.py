@@ -56,6 +56,7 @@ class TPEOptions(SearcherOptions):
     fit_budget: float | Literal["largest"] | None = None
     budget_attr: str = "training_iteration"
     exhaustive: bool = False
+    conditional_split: Literal["branch", "global"] = "branch"
 
     @field_validator("gamma")
     @classmethod
