@@ -7,6 +7,8 @@ reporting seeds of the benchmark tables). Each part writes `results/tuning_<part
     nice -n 10 python -m experiments.benchmarks.tune_searchers incumbent   # GP, k in flight
     nice -n 10 python -m experiments.benchmarks.tune_searchers startup     # start-up size
     nice -n 10 python -m experiments.benchmarks.tune_searchers noise       # GP noise prior
+    nice -n 10 python -m experiments.benchmarks.tune_searchers tpe --seeds 20   # TPE estimator variants
+    nice -n 10 python -m experiments.benchmarks.tune_searchers tpe_conditional --seeds 40
     python -m experiments.benchmarks.tune_searchers report
 """
 
@@ -59,12 +61,30 @@ def unclipped_gp(**kw: Any):
     return UnclippedBeliefGP(**kw)
 
 
+def fixed_selector_tpe(**kw: Any):
+    """The former TPE categorical kernels: a branch selector smoothed like any categorical."""
+    import dataclasses
+
+    from toolkit.searchers.tpe import TPESearcher
+
+    class FixedSelectorTPE(TPESearcher):
+        def _get_layout(self):
+            dims, groups = super()._get_layout()
+            if any(d.selects_branches for d in dims):
+                dims = [dataclasses.replace(d, selects_branches=False) for d in dims]
+                self._layout = (self._layout[0], dims, groups)
+            return dims, groups
+
+    return FixedSelectorTPE(**kw)
+
+
 def make(kind: str, **options: Any) -> Callable[[Any, int], Any]:
     def build(problem, seed):
         from toolkit.searchers.gp import GPSearcher
         from toolkit.searchers.tpe import TPESearcher
 
-        cls = {"gp": GPSearcher, "tpe": TPESearcher, "gp-believer": believer_gp, "gp-unclipped": unclipped_gp}[kind]
+        cls = {"gp": GPSearcher, "tpe": TPESearcher, "gp-believer": believer_gp, "gp-unclipped": unclipped_gp,
+               "tpe-fixed-selector": fixed_selector_tpe}[kind]
         return H.ray_searcher_adapter(cls(space=problem.space, seed=seed, **options), problem)
 
     return build
@@ -140,6 +160,91 @@ def part_noise(args) -> None:
     _save("noise", {"seeds": seeds, "budget": args.budget, "results": res})
 
 
+# TPE estimator variants (issue 10 item 3): label -> (searcher kind, TPESearcher options).
+# "optuna" is Optuna's default TPE on the same tuning seeds, a reference, not a variant.
+OLD_TPE = {"n_candidates": 64, "gamma": 0.15, "categorical_smoothing": 0.4, "conditional_split": "global"}
+TPE_VARIANTS: dict[str, tuple[str, dict]] = {
+    "old default": ("tpe-fixed-selector", OLD_TPE),
+    "24 candidates": ("tpe-fixed-selector", {**OLD_TPE, "n_candidates": 24}),
+    "gamma 10%": ("tpe-fixed-selector", {**OLD_TPE, "gamma": "linear"}),
+    "fading categorical (all)": ("tpe", {**OLD_TPE, "categorical_smoothing": None}),
+    "branch split": ("tpe-fixed-selector", {**OLD_TPE, "conditional_split": "branch"}),
+    "fading branch selector": ("tpe", OLD_TPE),
+    "new default (branch split + fading selector)": ("tpe", {}),
+    "new default, 24 candidates": ("tpe", {"n_candidates": 24}),
+    "new default, 32 candidates": ("tpe", {"n_candidates": 32}),
+}
+TPE_PROBLEMS = ["branin", "hartmann6", "mixed", "conditional", "noisy", "far", "normals"]
+
+
+def part_tpe(args) -> None:
+    """TPE estimator choices, regret at 50 and 100 evaluations; results merge into the saved file."""
+    seeds = H.tuning_seeds(args.seeds, offset=100)
+    saved = _load("tpe") or {}
+    res: dict = saved.get("results", {}) if saved.get("seeds") == seeds else {}
+    for label in args.variants or list(TPE_VARIANTS) + ["optuna"]:
+        for name in args.problems or TPE_PROBLEMS:
+            t = time.time()
+            if label == "optuna":
+                import optuna
+
+                optuna.logging.set_verbosity(optuna.logging.ERROR)
+                build = lambda p, s: H.optuna_adapter(optuna.samplers.TPESampler(seed=s), p)  # noqa: E731
+            else:
+                kind, options = TPE_VARIANTS[label]
+                build = make(kind, **options)
+            res[f"{label}|{name}"] = regret_runs(build, name, seeds, 100)
+            print(f"[tpe] {label} {name}: {time.time() - t:.0f}s", file=sys.stderr, flush=True)
+            _save("tpe", {"seeds": seeds, "results": res})
+
+
+# Conditional problem: how many runs leave the broad "sgd" branch (regret floor 0.3) for the
+# narrow, better "adam" branch; medians sit on that floor, so counts say more.
+BRANCH_VARIANTS = ["old default", "branch split", "fading branch selector",
+                   "new default (branch split + fading selector)", "new default, 24 candidates"]
+
+
+def part_tpe_conditional(args) -> None:
+    seeds = H.tuning_seeds(args.seeds, offset=100)
+    res: dict = {}
+    for label in BRANCH_VARIANTS:
+        t = time.time()
+        kind, options = TPE_VARIANTS[label]
+        res[label] = regret_runs(make(kind, **options), "conditional", seeds, 100)
+        print(f"[tpe_conditional] {label}: {time.time() - t:.0f}s", file=sys.stderr, flush=True)
+    _save("tpe_conditional", {"seeds": seeds, "results": res})
+
+
+def _tpe_table(tp: dict) -> list[str]:
+    """Median regret per variant and problem at 50 and 100, and the mean log10 ratio to the
+    old default over all problems and seeds (negative: better than the old default)."""
+    res = tp["results"]
+    labels = list(dict.fromkeys(k.split("|")[0] for k in res))
+    names = [n for n in TPE_PROBLEMS if any(f"{x}|{n}" in res for x in labels)]
+    out = []
+    for at in (50, 100):
+        out += [f"### TPE variants, regret @{at} (median over {len(tp['seeds'])} seeds {tp['seeds'][0]}-{tp['seeds'][-1]})", "",
+                "| variant | " + " | ".join(names) + " | mean log10 ratio to old default |",
+                "|---" * (len(names) + 2) + "|"]
+        for label in labels:
+            cells, logs = [], []
+            for n in names:
+                key = f"{label}|{n}"
+                if key not in res:
+                    cells.append("-")
+                    continue
+                r = np.array([run[at - 1] for run in res[key]])
+                cells.append(H._fmt(float(np.median(r))))
+                base = res.get(f"old default|{n}")
+                if base is not None:
+                    b = np.array([run[at - 1] for run in base])
+                    logs.extend(np.log10((r + 1e-4) / (b + 1e-4)))
+            ratio = f"{np.mean(logs):+.3f}" if logs else "-"
+            out.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+        out.append("")
+    return out
+
+
 # ---------------------------------------------------------------------- report
 def _cell(runs: list[list[float]], at: int) -> str:
     r = np.array([run[min(at, len(run)) - 1] for run in runs])
@@ -185,12 +290,26 @@ def report() -> str:
             label, name = key.split("|")
             lines.append(f"| {label} | {name} | {_cell(runs, 50)} | {_cell(runs, b)} |")
         lines.append("")
+    tp = _load("tpe")
+    if tp:
+        lines += ["## TPE estimator (issue 10 item 3; options in `TPE_VARIANTS`)", ""] + _tpe_table(tp)
+    tc = _load("tpe_conditional")
+    if tc:
+        seeds = tc["seeds"]
+        lines += [f"### TPE on `conditional`: runs that reach the better branch ({len(seeds)} seeds {seeds[0]}-{seeds[-1]})", "",
+                  "| variant | regret < 0.3 @50 | regret < 0.3 @100 | median @100 |", "|---|---|---|---|"]
+        for label, runs in tc["results"].items():
+            at = lambda b: np.array([run[b - 1] for run in runs])  # noqa: E731
+            lines.append(f"| {label} | {int((at(50) < 0.3).sum())} | {int((at(100) < 0.3).sum())} | {H._fmt(float(np.median(at(100))))} |")
+        lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["incumbent", "startup", "noise", "report"])
+    ap.add_argument("part", choices=["incumbent", "startup", "noise", "tpe", "tpe_conditional", "report"])
+    ap.add_argument("--variants", nargs="*", help="tpe: the TPE_VARIANTS labels to (re-)run ('optuna': the reference)")
+    ap.add_argument("--problems", nargs="*", help="tpe: problems to (re-)run")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=int, default=60)
     args = ap.parse_args(argv)
