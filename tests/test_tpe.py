@@ -503,7 +503,8 @@ def test_beats_random_on_the_same_seeds_and_runs_inside_tune(tmp_path):
             trainable,
             param_space=_tune_space(),
             tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=TUNE_TRIALS,
-                                        search_alg=ConcurrencyLimiter(TPESearcher(seed=0), max_concurrent=1)),
+                                        search_alg=ConcurrencyLimiter(TPESearcher(seed=0), max_concurrent=1),
+                                        reuse_actors=True),  # one worker process for all trials: the test is about the searcher
             run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
         )
         results = tuner.fit()
