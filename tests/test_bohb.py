@@ -16,7 +16,7 @@ from toolkit.schedulers.hyperband import Hyperband
 from toolkit.searchers import RandomSearcher
 from toolkit.searchers.base import Observation
 from toolkit.searchers.tpe import TPESearcher
-from toolkit.searchers.tpe.budgets import enough, largest_fit_budget, n_good
+from toolkit.searchers.tpe.budgets import enough, largest_fit_budget, n_good, rung_budgets, set_rung_budgets
 from toolkit.space import parse_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,41 @@ def test_bohb_fits_on_the_largest_budget_with_enough_points():
             proposals.append(flat["x"])
     assert 25 <= len(proposals) <= 55
     assert np.median(proposals) > 0.6  # it follows budget 3 (good near 0.9), not budget 1 (near 0.1)
+
+
+def test_told_the_rungs_bohb_fits_on_the_largest_rung_below_max_t():
+    """Budget 9 (a rung): good near x = 0.1. Budget 14 (an epoch between rungs, passed only by
+    trials still running) and budget 27 (max_t): good near x = 0.9, with enough points at each.
+    Told the rungs 1, 3, 9 (as our schedulers do), the model follows budget 9; the paper's
+    rule over every budget would follow 27."""
+    s = TPESearcher(parse_space({"x": {"type": "uniform", "low": 0, "high": 1},
+                                 "y": {"type": "uniform", "low": 0, "high": 1}}),
+                    metric="loss", mode="min", seed=0, fit_budget="largest")
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        x, y = float(rng.random()), float(rng.random())
+        history = [(1.0, abs(x - 0.1)), (3.0, abs(x - 0.1)), (9.0, abs(x - 0.1))]
+        if i < 20:
+            history += [(14.0, abs(x - 0.9)), (27.0, abs(x - 0.9))]
+        s.observations.append(Observation({"x": x, "y": y}, history[-1][1], f"t{i}", history))
+
+    def model_proposals(searcher: TPESearcher) -> tuple[list[float], set[float]]:
+        xs, budgets = [], set()
+        for i in range(45):
+            searcher.last_fit_budget = None
+            flat = searcher.suggest(f"new{len(searcher.live)}")
+            if searcher.last_fit_budget is not None:
+                xs.append(flat["x"])
+                budgets.add(searcher.last_fit_budget)
+        return xs, budgets
+
+    set_rung_budgets(s, [9, 1, 3])
+    assert rung_budgets(s) == (1.0, 3.0, 9.0)
+    xs, budgets = model_proposals(s)
+    assert budgets == {9.0} and np.median(xs) < 0.4
+    setattr(s, "bohb_rung_budgets", None)  # no scheduler: every budget counts (the paper)
+    xs, budgets = model_proposals(s)
+    assert budgets == {27.0} and np.median(xs) > 0.6
 
 
 def test_bohb_is_random_until_a_budget_has_enough_points():
@@ -121,6 +156,8 @@ def test_schedulers_switch_tpe_to_budgets_and_it_beats_random_on_branin(make):
         regrets[name] = task.regret(run.configs[best[1]])
         if name == "tpe":
             assert searcher.fit_budget == "largest"
+            # The scheduler told it its rungs below max_t, and it fitted on one of them.
+            assert rung_budgets(searcher) == (1.0, 3.0, 9.0) and searcher.last_fit_budget in (1.0, 3.0, 9.0)
             # Milestone values of trials the scheduler stopped reached the model.
             assert sum(len(o.history) for o in searcher.observations) >= len(searcher.observations)
     assert regrets["tpe"] < regrets["random"]

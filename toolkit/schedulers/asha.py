@@ -29,7 +29,7 @@ lowest rung (blocked search: one slot for a new trial).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -50,12 +50,19 @@ def searcher_of(tune_controller: Any) -> Any:
     return inner
 
 
-def make_searcher_budget_aware(tune_controller: Any) -> None:
+def make_searcher_budget_aware(tune_controller: Any, rung_milestones: Iterable[int] = ()) -> None:
     """A TPE-style searcher with a per-budget mode fits on the rungs' budgets (BOHB's rule)
-    instead of mixing final values from trials stopped at different budgets."""
+    instead of mixing final values from trials stopped at different budgets; it is told the
+    rung milestones below max_t, the only budgets it fits on (`toolkit.searchers.tpe.budgets`)."""
     inner = searcher_of(tune_controller)
-    if inner is not None and hasattr(inner, "fit_budget") and getattr(inner, "fit_budget") is None:
+    if inner is None or not hasattr(inner, "fit_budget"):
+        return
+    if getattr(inner, "fit_budget") is None:
         inner.fit_budget = "largest"
+    if getattr(inner, "fit_budget") == "largest" and rung_milestones:
+        from toolkit.searchers.tpe.budgets import set_rung_budgets
+
+        set_rung_budgets(inner, rung_milestones)
 
 
 class ASHA(SavedState, TrialScheduler):
@@ -129,7 +136,7 @@ class ASHA(SavedState, TrialScheduler):
         self._maybe_load(trial)
         if not self._searcher_checked and self.budget_aware_searcher:
             self._searcher_checked = True
-            make_searcher_budget_aware(tune_controller)
+            make_searcher_budget_aware(tune_controller, [r.milestone for r in self.rungs])
         tid = trial.trial_id
         if tid not in self.order:
             self.order[tid] = len(self.order)

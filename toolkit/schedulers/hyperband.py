@@ -113,7 +113,8 @@ class Hyperband(SavedState, TrialScheduler):
         self._maybe_load(trial)
         if not self._searcher_checked and self.budget_aware_searcher:
             self._searcher_checked = True
-            make_searcher_budget_aware(tune_controller)
+            # Every bracket's rungs below max_t (max_t ends a trial; see tpe/budgets.py).
+            make_searcher_budget_aware(tune_controller, {m for _, rungs in self.plan for m in rungs if m < self.max_t})
         tid = trial.trial_id
         if tid in self.bracket_of:
             if tid in self.paused and trial.status == Trial.PENDING:
