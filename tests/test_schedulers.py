@@ -337,6 +337,10 @@ def _tiny_trainable():
         def step(self):
             return {"loss": self.model.step()}
 
+        def reset_config(self, new_config):  # a reused actor starts the next trial afresh
+            self.model = TinyRegression(new_config["lr"])
+            return True
+
         def save_checkpoint(self, checkpoint_dir):
             import os
 
@@ -378,7 +382,9 @@ def test_promotion_asha_in_real_ray_halves_resumes_exactly_and_never_deadlocks(e
     tuner = tune.Tuner(
         tune.with_resources(_tiny_trainable(), {"cpu": 0.5, "gpu": gpus_per_trial}),
         param_space={"lr": tune.grid_search(lrs)},
-        tune_config=tune.TuneConfig(scheduler=ASHA("loss", "min", max_t=9, variant="promote")),
+        # Reused actors (as the runner does for trainables with reset_config): a resumed trial
+        # often lands in an actor that ran another trial, so the continuation check covers that.
+        tune_config=tune.TuneConfig(scheduler=ASHA("loss", "min", max_t=9, variant="promote"), reuse_actors=True),
         run_config=tune.RunConfig(stop={"training_iteration": 9}, storage_path=str(tmp_path), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
