@@ -256,20 +256,25 @@ class TPESearcher(SpaceSearcher):
         dims, groups = self._get_layout()
         X, losses = self._dataset(observations)
         ok = np.isfinite(losses)
-        ok_idx = np.flatnonzero(ok)
-        good_local, bad_local = split(losses[ok_idx], n_good if n_good is not None else max(1, self.gamma(len(ok_idx))))
-        good = ok_idx[good_local]
-        bad_parts = [ok_idx[bad_local]]
-        if self.failed_as_bad:
-            bad_parts.append(np.flatnonzero(~ok))
-        bad = np.sort(np.concatenate(bad_parts))
-        X_good, X_bad = X[good], X[bad]
         n_lies = len(pending) if self.liar == "bad" else 0
         pending_rows = np.array([self._row(f) for f in pending]).reshape(len(pending), len(dims))
-        if n_lies:
-            # In-flight trials are the newest "bad" observations (Optuna's constant liar),
-            # each weighing `liar_weight` of a real one (see _fit_group).
-            X_bad = np.vstack([X_bad, pending_rows])
+
+        def good_and_bad(rows: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+            """Good and bad rows of X among `rows` (a mask): the best `n` (None: gamma) finite
+            results are good, the other finite ones bad, failed trials bad too (failed_as_bad),
+            and in-flight trials are the newest "bad" observations (Optuna's constant liar),
+            each weighing `liar_weight` of a real one (see _fit_group)."""
+            idx = np.flatnonzero(ok & rows)
+            g_local, b_local = split(losses[idx], n if n is not None else max(1, self.gamma(len(idx))))
+            bad_parts = [idx[b_local]]
+            if self.failed_as_bad:
+                bad_parts.append(np.flatnonzero(~ok & rows))
+            X_bad = X[np.sort(np.concatenate(bad_parts))]
+            if n_lies:
+                X_bad = np.vstack([X_bad, pending_rows])
+            return X[idx[g_local]], X_bad
+
+        X_good, X_bad = good_and_bad(np.ones(len(X), dtype=bool), n_good)
 
         def branch_split(group: list[int]) -> tuple[np.ndarray, np.ndarray]:
             """Good and bad rows among the trials that took this group's branch.
@@ -283,16 +288,7 @@ class TPESearcher(SpaceSearcher):
             searched as well as its share of trials allows (with the fading branch selector
             of the estimator, 16 of 40 stay; results/tuning.md, "TPE estimator").
             """
-            active = ok & ~np.isnan(X[:, group[0]])
-            idx = np.flatnonzero(active)
-            g_local, b_local = split(losses[idx], max(1, self.gamma(len(idx))))
-            bad_rows = [idx[b_local]]
-            if self.failed_as_bad:
-                bad_rows.append(np.flatnonzero(~ok & ~np.isnan(X[:, group[0]])))
-            Xb = X[np.sort(np.concatenate(bad_rows))]
-            if n_lies:
-                Xb = np.vstack([Xb, pending_rows])
-            return X[idx[g_local]], Xb
+            return good_and_bad(~np.isnan(X[:, group[0]]), None)
 
         fitted: dict[int, tuple[ParzenEstimator, ParzenEstimator]] = {}
 
