@@ -30,11 +30,15 @@ def test_bohb_budget_rule_needs_more_than_d_good_and_bad_points():
     assert largest_fit_budget({1.0: 5}, d) is None
 
 
+def _bohb_searcher_on_unit_square() -> TPESearcher:
+    return TPESearcher(parse_space({"x": {"type": "uniform", "low": 0, "high": 1},
+                                    "y": {"type": "uniform", "low": 0, "high": 1}}),
+                       metric="loss", mode="min", seed=0, fit_budget="largest")
+
+
 def _searcher_with_history() -> TPESearcher:
     """Budget 1: good results near x=0.1; budget 3: good results near x=0.9; budget 9: too few."""
-    s = TPESearcher(parse_space({"x": {"type": "uniform", "low": 0, "high": 1},
-                                 "y": {"type": "uniform", "low": 0, "high": 1}}),
-                    metric="loss", mode="min", seed=0, fit_budget="largest")
+    s = _bohb_searcher_on_unit_square()
     rng = np.random.default_rng(0)
     for i in range(30):
         x, y = float(rng.random()), float(rng.random())
@@ -65,9 +69,7 @@ def test_told_the_rungs_bohb_fits_on_the_largest_rung_below_max_t():
     trials still running) and budget 27 (max_t): good near x = 0.9, with enough points at each.
     Told the rungs 1, 3, 9 (as our schedulers do), the model follows budget 9; the paper's
     rule over every budget would follow 27."""
-    s = TPESearcher(parse_space({"x": {"type": "uniform", "low": 0, "high": 1},
-                                 "y": {"type": "uniform", "low": 0, "high": 1}}),
-                    metric="loss", mode="min", seed=0, fit_budget="largest")
+    s = _bohb_searcher_on_unit_square()
     rng = np.random.default_rng(1)
     for i in range(40):
         x, y = float(rng.random()), float(rng.random())
