@@ -9,7 +9,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
 
 from toolkit.guard import guard_trainable
-from toolkit.lean import CheckpointBest, buffers_results, implements_checkpoints, lean_tune_env, supports_reuse
+from toolkit.lean import (MAX_PENDING_TRIALS, CheckpointBest, buffers_results, implements_checkpoints, lean_tune_env,
+                          supports_reuse)
 from toolkit.schedulers.asha import ASHA
 from trainables.local import close
 from trainables.synthetic import Quadratic
@@ -69,3 +70,25 @@ def test_tune_env_buffers_only_where_the_scheduler_allows_and_user_settings_win(
             assert "TUNE_RESULT_BUFFER_LENGTH" not in applied, pausing
     assert buffers_results(ASHA(max_t=9), 9) and buffers_results(None, 9) and not buffers_results(None, None)
     assert not buffers_results(None, 9, checkpoints=True)  # see buffers_results: a Ray bug
+
+
+def test_tune_env_lets_a_wave_of_trials_wait_to_start(monkeypatch):
+    """Ray keeps one pending trial for any searcher but its own generator, so actors start one
+    after another; the runner's `concurrency` (trials that fit at once) lifts that."""
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+    from ray.tune.search import SearchGenerator
+
+    from toolkit.searchers import TPESearcher
+
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
+    alg = SearchGenerator(TPESearcher(metric="loss", mode="min", seed=0))
+    assert _get_max_pending_trials(alg) == 1
+    with lean_tune_env(concurrency=8):
+        assert _get_max_pending_trials(alg) == 8
+    with lean_tune_env(concurrency=50_000):  # trials that need nothing "fit" by the thousand
+        assert _get_max_pending_trials(alg) == MAX_PENDING_TRIALS
+    with lean_tune_env(concurrency=1) as applied:
+        assert "TUNE_MAX_PENDING_TRIALS_PG" not in applied
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "3")
+    with lean_tune_env(concurrency=8):
+        assert _get_max_pending_trials(alg) == 3  # the user's setting wins

@@ -1,12 +1,14 @@
 """End to end on a real local Ray: spec -> runner -> Tune -> trainables -> record."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import ray
+from ray import tune
 
 from toolkit.runner import make_searcher, plan, run_experiment
 from toolkit.spec import load_spec, validate_spec
@@ -102,8 +104,17 @@ def test_fractional_gpus_pack_trials(local_ray, tmp_path):
                      "x": {"type": "uniform", "low": -2.0, "high": 2.0}, "sleep_s": 0.5})
     assert plan(spec, {"CPU": 2, "GPU": 2}).concurrency == 4
     assert plan(spec, {"CPU": 2, "GPU": 1}).concurrency == 2
-    out = run_experiment(spec, verbose=0)
+
+    class PendingLimit(tune.Callback):  # what Tune's controller reads when the sweep starts
+        seen: list = []
+
+        def setup(self, **info):
+            self.seen.append(os.environ.get("TUNE_MAX_PENDING_TRIALS_PG"))
+
+    out = run_experiment(spec, verbose=0, callbacks=[PendingLimit()])
     assert out.n_trials == 4 and out.n_errors == 0
+    # Ray's default for a custom searcher is one pending trial: actors would start one by one.
+    assert PendingLimit.seen == ["4"] and "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
 
 
 def test_cli_dry_run_and_run_with_overrides(tmp_path):

@@ -14,7 +14,12 @@ round trip per reported result. tunekit needs none of that by default:
   more, under 5% of the time) instead of after every trial, which the checkpoints forced;
 - of Tune's per-trial result files, only `result.json` (the record has every row anyway);
 - results buffered in the trial process (`BUFFER_RESULTS` results or as many seconds per round
-  trip) where no trial is ever paused and an iteration limit is set.
+  trip) where no trial is ever paused and an iteration limit is set;
+- as many trials waiting to start as fit at once (`TUNE_MAX_PENDING_TRIALS_PG`). Ray keeps one
+  pending trial for any searcher but its own random/grid generator, so its actors start one
+  after another: a second or more each, with 8 GPUs that idled a third of a 150 s sweep
+  (results/multifidelity_real_ray_budget.md). Our searchers count pending trials as in
+  flight, so proposing a wave at once costs them nothing they do not already handle.
 
 The record is unaffected: Tune still hands every result to the callbacks, in order, and drops
 those a buffer holds after the scheduler stopped the trial (at most `BUFFER_RESULTS - 1` steps,
@@ -37,6 +42,7 @@ from ray.tune.schedulers import TrialScheduler
 # `Trainable.train_buffered`; with equal values the swap does not matter), so a trial whose
 # steps take seconds still reports after each step or two.
 BUFFER_RESULTS = 4
+MAX_PENDING_TRIALS = 200
 
 
 def supports_reuse(trainable: Any) -> bool:
@@ -81,9 +87,10 @@ def buffers_results(scheduler: TrialScheduler | None, max_iterations: int | None
 
 @contextmanager
 def lean_tune_env(scheduler: TrialScheduler | None = None, max_iterations: int | None = None,
-                  checkpoints: bool = False) -> Iterator[dict[str, str]]:
-    """Set Tune's result buffer and default loggers (read when `Tuner.fit` starts) for the
-    block; use with `result_loggers()` in the callbacks.
+                  checkpoints: bool = False, concurrency: int | None = None) -> Iterator[dict[str, str]]:
+    """Set Tune's result buffer, default loggers and pending-trial limit (`concurrency`: how
+    many trials fit at once) for the block, where `Tuner.fit` reads them; use with
+    `result_loggers()` in the callbacks.
 
     A value the user set in the environment wins.
     """
@@ -91,6 +98,10 @@ def lean_tune_env(scheduler: TrialScheduler | None = None, max_iterations: int |
     if buffers_results(scheduler, max_iterations, checkpoints):
         wanted.update(TUNE_RESULT_BUFFER_LENGTH=str(BUFFER_RESULTS),
                       TUNE_RESULT_BUFFER_MIN_TIME_S=str(BUFFER_RESULTS))
+    if concurrency is not None and concurrency > 1:
+        # capped at Ray's own floor for its generator: trials needing no CPU or GPU "fit" by the
+        # thousand, and each pending one is a proposal made before its results could count
+        wanted["TUNE_MAX_PENDING_TRIALS_PG"] = str(min(int(concurrency), MAX_PENDING_TRIALS))
     applied = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(applied)
     try:

@@ -544,7 +544,8 @@ def run_experiment(
             from toolkit.lean import implements_checkpoints, lean_tune_env
 
             with lean_tune_env(parts.scheduler, spec.stop.max_iterations,
-                               checkpoints=implements_checkpoints(parts.trainable)):
+                               checkpoints=implements_checkpoints(parts.trainable),
+                               concurrency=the_plan.concurrency):
                 fitted = fit(tuner, sweep, log)
         except BaseException as e:
             _fail(sweep, e)
