@@ -40,7 +40,7 @@ SCALING_METHODS = ("random + our ASHA promote", "random + Ray ASHA", "our async 
 SCALING_TASKS = ("branin", "hartmann6")  # the digits table has 64 configurations: nothing to scale
 
 
-def run_scaling(task: Any, method: str, n_workers: int, seed: int) -> dict:
+def run_scaling(task: Any, method: str, n_workers: int, seed: int, command: str = "") -> dict:
     make_searcher, make_scheduler, max_pending = METHODS[method]
     budget = SCALING_BUDGET_UNITS[n_workers] * task.max_t
     started = time.process_time()
@@ -49,12 +49,14 @@ def run_scaling(task: Any, method: str, n_workers: int, seed: int) -> dict:
             "time_to_targets": {str(q): time_to_regret(task, run, target_regret_cached(task, q))
                                 for q in SCALING_QUANTILES},
             "epochs": run.epochs, "trials": run.trials, "utilisation": utilisation(run, n_workers),
-            "cpu_s": round(time.process_time() - started, 2)}
+            "cpu_s": round(time.process_time() - started, 2), "command": command}
 
 
-def scaling_table(rows: list[dict], command: str) -> str:
+def scaling_table(rows: list[dict]) -> str:
+    commands = " and ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "?") for r in rows))
     out = ["# Multi-fidelity: speed-up from 8 to 64 workers", "",
-           f"Produced by `{command}` (module docstring: why the budgets differ). Time to target in "
+           f"Produced by {commands} (module docstring: why the budgets differ; `--table` rebuilds this file "
+           "from results/multifidelity_scaling.jsonl). Time to target in "
            "epoch-times (simulated seconds), median over the seeds both N ran; 'never' = not within "
            f"that N's budget ({', '.join(f'N = {n}: {u} x max_t' for n, u in SCALING_BUDGET_UNITS.items())}), "
            "a speed-up with 'never' at N = 8 is a lower bound. Target = the regret of the best q of 20,000 "
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.exit(2, f"tunekit: --seeds: {bad} are not reporting seeds (harness.REPORTING_SEEDS)\n")
     if unknown := [m for m in args.methods if m not in SCALING_METHODS]:
         ap.exit(2, f"tunekit: --methods: {unknown} are not among {list(SCALING_METHODS)}\n")
+    command = "python -m experiments.benchmarks.mf_scaling " + " ".join(
+        f'"{a}"' if " " in a else a for a in (sys.argv[1:] if argv is None else argv))
     if not args.table:
         tasks = make_tasks(args.tasks)
         done = {(r["task"], r["method"], r["workers"], r["seed"]) for r in load_runs(SCALING_RUNS)}
@@ -104,12 +108,11 @@ def main(argv: list[str] | None = None) -> None:
                     for n in SCALING_BUDGET_UNITS:
                         if (name, method, n, seed) in done:
                             continue
-                        row = run_scaling(task, method, n, seed)
+                        row = run_scaling(task, method, n, seed, command)
                         _append(SCALING_RUNS, row)
                         print(f"{name} N={n} seed={seed} {method}: {row['time_to_targets']} "
                               f"({row['cpu_s']} s CPU)", flush=True)
-    command = "python -m experiments.benchmarks.mf_scaling " + " ".join(sys.argv[1:] if argv is None else argv)
-    SCALING_TABLE.write_text(scaling_table(load_runs(SCALING_RUNS), command.strip()))
+    SCALING_TABLE.write_text(scaling_table(load_runs(SCALING_RUNS)))
     print(SCALING_TABLE.read_text())
 
 
