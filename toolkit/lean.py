@@ -19,7 +19,7 @@ round trip per reported result. tunekit needs none of that by default:
   pending trial for any searcher but its own random/grid generator, so its actors start one
   after another: a second or more each, with 8 GPUs that idled a third of a 150 s sweep
   (results/multifidelity_real_ray_budget.md). Our searchers count pending trials as in
-  flight, so proposing a wave at once costs them nothing they do not already handle.
+  flight, as they count running ones; the price is a proposal made up to one wave early.
 
 The record is unaffected: Tune still hands every result to the callbacks, in order, and drops
 those a buffer holds after the scheduler stopped the trial (at most `BUFFER_RESULTS - 1` steps,

@@ -119,22 +119,19 @@ def run_one(name: str, scheduler: dict, samples: int, sleep_s: float, seed: int,
     from toolkit.runner import run_experiment
     from toolkit.spec import validate_spec
 
-    if scheduler["type"] == "plain":
-        with tempfile.TemporaryDirectory() as storage:
-            clock = BusyClock()
-            n_trials, best = run_plain(samples, sleep_s, seed, time_budget_s, clock, storage)
-        wall = clock.last_result - (clock.first_start or clock.last_result)
-        return {"scheduler": name, "seed": seed, "status": "completed", "trials": n_trials, "wall_s": wall,
-                "busy_s": clock.busy_s, "utilisation": clock.busy_s / (GPUS * wall) if wall else 0.0,
-                "epochs": clock.epochs, "best": best}
+    clock = BusyClock()
     with tempfile.TemporaryDirectory() as storage:
-        spec = validate_spec(spec_for(scheduler, samples, sleep_s, storage, seed, time_budget_s))
-        clock = BusyClock()
-        outcome = run_experiment(spec, verbose=0, log=lambda line: None, callbacks=[clock])
+        if scheduler["type"] == "plain":
+            status = "completed"
+            n_trials, best = run_plain(samples, sleep_s, seed, time_budget_s, clock, storage)
+        else:
+            spec = validate_spec(spec_for(scheduler, samples, sleep_s, storage, seed, time_budget_s))
+            outcome = run_experiment(spec, verbose=0, log=lambda line: None, callbacks=[clock])
+            status, n_trials, best = outcome.status, outcome.n_trials, (outcome.best or {}).get("value")
     wall = clock.last_result - (clock.first_start or clock.last_result)
-    return {"scheduler": name, "seed": seed, "status": outcome.status, "trials": outcome.n_trials,
-            "wall_s": wall, "busy_s": clock.busy_s, "utilisation": clock.busy_s / (GPUS * wall) if wall else 0.0,
-            "epochs": clock.epochs, "best": (outcome.best or {}).get("value")}
+    return {"scheduler": name, "seed": seed, "status": status, "trials": n_trials, "wall_s": wall,
+            "busy_s": clock.busy_s, "utilisation": clock.busy_s / (GPUS * wall) if wall else 0.0,
+            "epochs": clock.epochs, "best": best}
 
 
 def table(rows: list[dict], time_budget_s: float | None = None) -> str:
